@@ -1,0 +1,240 @@
+//! The access token: an RFC 9068-shaped JWS JWT, and the checks it must pass.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::TokenError;
+use crate::{b64, Denylist, SessionId, UnixTime, UserId};
+
+/// The longest token accepted, in bytes (checked before anything is split or decoded).
+pub const MAX_TOKEN_LEN: usize = 8192;
+const MAX_HEADER_LEN: usize = 256;
+const MAX_SIGNATURE_LEN: usize = 128;
+
+/// The claims of a tessera access token.
+///
+/// Deserialisation is strict: unknown names, duplicate names and mistyped values
+/// (`"exp": "9"`) are refused; numbers must fit in `u64`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessClaims {
+    /// Issuer: tessera's public origin.
+    pub iss: String,
+    /// Audience: the protected API.
+    pub aud: String,
+    /// The stable user id.
+    pub sub: String,
+    /// The session (refresh family) id.
+    pub sid: String,
+    /// Issued at.
+    pub iat: u64,
+    /// Not before.
+    pub nbf: u64,
+    /// Expires.
+    pub exp: u64,
+    /// Token id.
+    pub jti: String,
+    /// The user's roles.
+    pub roles: Vec<String>,
+    /// The user's login name.
+    pub username: String,
+    /// Confirmation (RFC 7800): the DPoP key thumbprint when bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Cnf>,
+}
+
+/// The `cnf` claim of a DPoP-bound token (RFC 9449 §6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cnf {
+    /// The JWK SHA-256 thumbprint (RFC 7638) of the client's key, base64url.
+    pub jkt: String,
+}
+
+impl AccessClaims {
+    /// A fixed example, for docs and tests.
+    pub fn example(now: UnixTime) -> Self {
+        AccessClaims {
+            iss: "https://issuer.example".into(),
+            aud: "https://app.example".into(),
+            sub: UserId([1; 16]).to_string(),
+            sid: SessionId([2; 16]).to_string(),
+            iat: now.0,
+            nbf: now.0,
+            exp: now.0 + 300,
+            jti: "jti-example".into(),
+            roles: vec!["user".into()],
+            username: "alice".into(),
+            cnf: None,
+        }
+    }
+
+    pub(crate) fn from_payload_b64(payload: &str) -> Result<Self, TokenError> {
+        let mut buf = Vec::with_capacity(payload.len() * 3 / 4 + 3);
+        if !b64::decode_into(payload, &mut buf) {
+            return Err(TokenError::Malformed);
+        }
+        serde_json::from_slice(&buf).map_err(|_| TokenError::BadClaims)
+    }
+
+    /// The session id, parsed.
+    pub fn session_id(&self) -> Option<SessionId> {
+        SessionId::parse(&self.sid)
+    }
+
+    /// The user id, parsed.
+    pub fn user_id(&self) -> Option<UserId> {
+        UserId::parse(&self.sub)
+    }
+}
+
+/// The three segments of a compact JWS, bounded and alphabet-checked, not yet trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenParts<'a> {
+    /// The protected header segment.
+    pub header: &'a str,
+    /// The payload (claims) segment.
+    pub payload: &'a str,
+    /// The signature segment.
+    pub signature: &'a str,
+}
+
+impl<'a> TokenParts<'a> {
+    /// Splits a compact JWS: exactly three non-empty base64url segments, within bounds.
+    /// JSON serialization and JWE (five segments) are refused here.
+    pub fn from_compact(token: &'a str) -> Result<Self, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge);
+        }
+        let mut it = token.splitn(3, '.');
+        let (Some(header), Some(payload), Some(signature)) = (it.next(), it.next(), it.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        Self::checked(header, payload, signature)
+    }
+
+    /// Reassembles a split-cookie token: the readable claims cookie holds the payload, the
+    /// HttpOnly cookie holds `header.signature`.
+    pub fn from_split(claims_cookie: &'a str, sig_cookie: &'a str) -> Result<Self, TokenError> {
+        if claims_cookie.len() + sig_cookie.len() + 1 > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge);
+        }
+        let Some((header, signature)) = sig_cookie.split_once('.') else {
+            return Err(TokenError::Malformed);
+        };
+        Self::checked(header, claims_cookie, signature)
+    }
+
+    fn checked(header: &'a str, payload: &'a str, signature: &'a str) -> Result<Self, TokenError> {
+        if header.len() > MAX_HEADER_LEN || signature.len() > MAX_SIGNATURE_LEN {
+            return Err(TokenError::TooLarge);
+        }
+        for seg in [header, payload, signature] {
+            if seg.is_empty() || !b64::is_b64url(seg) {
+                return Err(TokenError::Malformed);
+            }
+        }
+        Ok(TokenParts {
+            header,
+            payload,
+            signature,
+        })
+    }
+
+    /// Splits a compact token into the two cookie values of split mode:
+    /// `(claims cookie = payload, sig cookie = header.signature)`.
+    pub fn split_cookies(token: &str) -> Option<(String, String)> {
+        let parts = TokenParts::from_compact(token).ok()?;
+        Some((
+            parts.payload.to_owned(),
+            format!("{}.{}", parts.header, parts.signature),
+        ))
+    }
+}
+
+/// What a token must say to be accepted here.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    issuer: String,
+    audience: String,
+    leeway: u64,
+}
+
+impl Verifier {
+    /// Accept tokens for exactly this `issuer` and `audience`, allowing `leeway_secs`
+    /// of clock skew (capped at 60 s, RFC 8725 practice).
+    pub fn new(issuer: &str, audience: &str, leeway_secs: u64) -> Self {
+        Verifier {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            leeway: leeway_secs.min(60),
+        }
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    /// The audience.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+    /// The leeway in seconds.
+    pub fn leeway(&self) -> u64 {
+        self.leeway
+    }
+
+    pub(crate) fn check(
+        &self,
+        claims: &AccessClaims,
+        denylist: &Denylist,
+        now: UnixTime,
+    ) -> Result<(), TokenError> {
+        if claims.iss != self.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if claims.aud != self.audience {
+            return Err(TokenError::WrongAudience);
+        }
+        if now.0 >= claims.exp.saturating_add(self.leeway) {
+            return Err(TokenError::Expired);
+        }
+        let future = now.0.saturating_add(self.leeway);
+        if claims.nbf > future || claims.iat > future {
+            return Err(TokenError::NotYetValid);
+        }
+        let (Some(sid), Some(sub)) = (claims.session_id(), claims.user_id()) else {
+            return Err(TokenError::BadClaims);
+        };
+        if denylist.denies(&sid, &sub, UnixTime(claims.iat)) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(())
+    }
+}
+
+/// A token whose signature, claims and revocation status have been checked.
+/// Only [`crate::KeyRing::verify`] makes one.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    claims: AccessClaims,
+    kid: String,
+}
+
+impl VerifiedToken {
+    pub(crate) fn new(claims: AccessClaims, kid: String) -> Self {
+        VerifiedToken { claims, kid }
+    }
+    /// The verified claims.
+    pub fn claims(&self) -> &AccessClaims {
+        &self.claims
+    }
+    /// Consumes the token, keeping its claims.
+    pub fn into_claims(self) -> AccessClaims {
+        self.claims
+    }
+    /// The id of the key that signed it.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
