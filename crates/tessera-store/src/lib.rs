@@ -1,1 +1,102 @@
+//! Tessera's persistent state behind one [`Store`] trait: users, sessions with their
+//! refresh-token families, the revocation feed, signing keys, service clients and the
+//! audit log.
+//!
+//! Two implementations share one body of SQL ([`sql`]): embedded SQLite (the default,
+//! one node) and PostgreSQL (several nodes). The server only sees `Arc<dyn Store>`.
+//! Nothing here is on the per-request path: requests are verified in memory, the store is
+//! touched by login, refresh, logout and administration.
 
+mod model;
+mod sql;
+
+pub use model::*;
+pub use sql::{open, PgStore, SqliteStore};
+
+use async_trait::async_trait;
+use tessera_core::{SessionId, UnixTime, UserId};
+
+/// Why a store operation failed.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique name is taken (e.g. the username).
+    #[error("already exists")]
+    Conflict,
+    /// The database cannot be reached or timed out; retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A row could not be decoded (hand-edited database, or a bug).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The URL names no supported backend, or migrations failed.
+    #[error("store setup failed: {0}")]
+    Setup(String),
+}
+
+/// The result type of store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything tessera persists. Implementations must be safe to share between nodes
+/// (PostgreSQL) and between the server and the admin CLI (SQLite, WAL mode).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a user; [`StoreError::Conflict`] if the username is taken.
+    async fn create_user(&self, user: &User) -> Result<()>;
+    /// The user with this exact username.
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>>;
+    /// The user with this id.
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>>;
+    /// Every user, by username.
+    async fn list_users(&self) -> Result<Vec<User>>;
+    /// Replaces a user's password hash; false if no such user.
+    async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<bool>;
+
+    /// Starts a session with its first refresh token.
+    async fn create_session(&self, session: &Session, refresh_hash: &[u8; 32]) -> Result<()>;
+    /// The session with this id.
+    async fn session(&self, id: SessionId) -> Result<Option<Session>>;
+    /// The session a refresh token (current or past) belongs to.
+    async fn session_for_refresh(&self, hash: &[u8; 32]) -> Result<Option<Session>>;
+    /// Rotates a refresh token; see [`Rotation`] for the rules.
+    async fn rotate_refresh_token(&self, rotation: &Rotation) -> Result<RotateOutcome>;
+    /// Revokes one session and records it in the revocation feed. False if it did not
+    /// exist or was already revoked.
+    async fn revoke_session(&self, id: SessionId, at: UnixTime, until: UnixTime) -> Result<bool>;
+    /// Revokes every session of a user and sets their "not before" time to `at`.
+    /// Returns the sessions it revoked.
+    async fn revoke_user(&self, id: UserId, at: UnixTime, until: UnixTime) -> Result<Vec<SessionId>>;
+    /// Revocation-feed entries with `id > after` that still matter at `now`, oldest first.
+    async fn revocations_since(&self, after: i64, now: UnixTime) -> Result<Vec<Revocation>>;
+    /// Deletes sessions, refresh tokens and revocations that can no longer matter.
+    async fn purge_expired(&self, now: UnixTime) -> Result<u64>;
+
+    /// Every stored signing key (sealed).
+    async fn list_keys(&self) -> Result<Vec<StoredKey>>;
+    /// Adds a key.
+    async fn insert_key(&self, key: &StoredKey) -> Result<()>;
+    /// Sets a key's retirement and expiry times.
+    async fn update_key_times(
+        &self,
+        kid: &str,
+        retires_at: Option<UnixTime>,
+        expires_at: Option<UnixTime>,
+    ) -> Result<()>;
+    /// Deletes keys that expired before `now`.
+    async fn delete_expired_keys(&self, now: UnixTime) -> Result<u64>;
+
+    /// Adds a service client; [`StoreError::Conflict`] if the name is taken.
+    async fn create_client(&self, client: &StoredClient) -> Result<()>;
+    /// The client with this key id.
+    async fn client(&self, key_id: &str) -> Result<Option<StoredClient>>;
+    /// Every client.
+    async fn list_clients(&self) -> Result<Vec<StoredClient>>;
+
+    /// Appends an audit event.
+    async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
+    /// The latest `limit` audit events, newest last.
+    async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditEvent>>;
+}

@@ -1,0 +1,168 @@
+//! Who is calling: credentials from `Authorization` or cookies, verified in memory, and the
+//! CSRF rules for cookie-authenticated unsafe requests.
+//!
+//! CSRF rules (CONTRACT.md), for every request authenticated by cookie whose method is not
+//! GET, HEAD or OPTIONS:
+//! 1. `Sec-Fetch-Site` present and not `same-origin`/`none` → 403 `csrf_failed`;
+//! 2. `Origin` present and not the public origin (or an allowed CORS origin) → 403;
+//! 3. `X-CSRF-Token` missing or not a valid token bound by MAC to this session → 403.
+//!
+//! Requests carrying `Authorization` are authenticated by it alone and cookies are ignored;
+//! a stray `Authorization` header cannot switch CSRF checks off for cookie credentials,
+//! because then the cookies are not used at all.
+
+use axum::http::{header, HeaderMap, Method};
+use tessera_core::{AccessClaims, SessionId, TokenError, TokenParts};
+
+use crate::config::CookieMode;
+use crate::cookies;
+use crate::error::AppError;
+use crate::metrics::inc;
+use crate::state::AppState;
+
+/// Header carrying the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How a request was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Browser cookies (CSRF rules apply).
+    Cookie,
+    /// `Authorization: Bearer`.
+    Bearer,
+}
+
+/// A verified caller.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The verified token claims.
+    pub claims: AccessClaims,
+    /// How.
+    pub via: Via,
+}
+
+/// True for methods that may change state.
+pub fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Rules 1 and 2: the request must come from our own origin when a browser says where it
+/// comes from.
+pub fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let refuse = |why: &'static str| {
+        inc(&state.metrics.csrf_refused);
+        Err(AppError::csrf_failed(why))
+    };
+    let mut sites = headers.get_all("sec-fetch-site").iter();
+    if let Some(site) = sites.next() {
+        if sites.next().is_some() || !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return refuse("cross-site request refused");
+        }
+    }
+    let mut origins = headers.get_all(header::ORIGIN).iter();
+    if let Some(origin) = origins.next() {
+        let ok = origins.next().is_none()
+            && origin.to_str().is_ok_and(|o| {
+                o == state.public_origin || state.config.cors.allowed_origins.iter().any(|a| a == o)
+            });
+        if !ok {
+            return refuse("request from a foreign origin refused");
+        }
+    }
+    Ok(())
+}
+
+/// Rule 3: a valid CSRF token for `sid` in `X-CSRF-Token`.
+pub fn check_csrf_token(state: &AppState, headers: &HeaderMap, sid: &SessionId) -> Result<(), AppError> {
+    let mut values = headers.get_all(CSRF_HEADER).iter();
+    let token = values.next().and_then(|v| v.to_str().ok());
+    let ok = values.next().is_none() && token.is_some_and(|t| state.csrf.verify(sid, t));
+    if ok {
+        Ok(())
+    } else {
+        inc(&state.metrics.csrf_refused);
+        Err(AppError::csrf_failed(if token.is_none() {
+            "missing X-CSRF-Token header"
+        } else {
+            "invalid X-CSRF-Token"
+        }))
+    }
+}
+
+fn refused(state: &AppState, e: TokenError) -> AppError {
+    inc(&state.metrics.verify_fail);
+    tracing::debug!(reason = %e, "credential refused");
+    AppError::unauthenticated()
+}
+
+/// Verifies a compact access token (no DPoP binding allowed on this path).
+pub fn verify_bearer(state: &AppState, token: &str) -> Result<AccessClaims, AppError> {
+    let ring = state.keys.load();
+    let verified = ring
+        .verify(token, &state.verifier, &state.denylist, state.clock.now())
+        .map_err(|e| refused(state, e))?;
+    let claims = verified.into_claims();
+    if claims.cnf.is_some() {
+        // A DPoP-bound token presented as a bearer token (RFC 9449 §7.1).
+        return Err(refused(state, TokenError::BindingMismatch));
+    }
+    inc(&state.metrics.verify_ok);
+    Ok(claims)
+}
+
+/// Verifies the access-token cookies of the configured mode.
+pub fn verify_cookies(state: &AppState, c: &cookies::TesseraCookies<'_>) -> Result<AccessClaims, AppError> {
+    let now = state.clock.now();
+    let ring = state.keys.load();
+    let result = match state.config.cookies.mode {
+        CookieMode::Split => match (c.claims, c.sig) {
+            (Some(claims), Some(sig)) => TokenParts::from_split(claims, sig)
+                .and_then(|parts| ring.verify_parts(parts, &state.verifier, &state.denylist, now)),
+            _ => return Err(AppError::unauthenticated()),
+        },
+        CookieMode::Whole => match c.access {
+            Some(token) => ring.verify(token, &state.verifier, &state.denylist, now),
+            None => return Err(AppError::unauthenticated()),
+        },
+    };
+    let claims = result.map_err(|e| refused(state, e))?.into_claims();
+    if claims.cnf.is_some() {
+        return Err(refused(state, TokenError::BindingMismatch));
+    }
+    inc(&state.metrics.verify_ok);
+    Ok(claims)
+}
+
+/// Authenticates a request for `method` (which may differ from the request's own method
+/// for forward-auth) and applies the CSRF rules to cookie credentials.
+pub fn authenticate(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<Identity, AppError> {
+    let mut auth = headers.get_all(header::AUTHORIZATION).iter();
+    if let Some(value) = auth.next() {
+        if auth.next().is_some() {
+            return Err(AppError::invalid_request("more than one Authorization header"));
+        }
+        let value = value
+            .to_str()
+            .map_err(|_| AppError::invalid_request("malformed Authorization header"))?;
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AppError::unauthenticated().challenge("Bearer"));
+        }
+        let claims = verify_bearer(state, token.trim()).map_err(|e| e.challenge("Bearer error=\"invalid_token\""))?;
+        return Ok(Identity {
+            claims,
+            via: Via::Bearer,
+        });
+    }
+    let jar = cookies::read(headers)?;
+    let claims = verify_cookies(state, &jar)?;
+    if is_unsafe(method) {
+        check_origin(state, headers)?;
+        let sid = claims.session_id().ok_or_else(AppError::unauthenticated)?;
+        check_csrf_token(state, headers, &sid)?;
+    }
+    Ok(Identity {
+        claims,
+        via: Via::Cookie,
+    })
+}

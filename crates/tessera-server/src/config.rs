@@ -1,0 +1,471 @@
+//! Tessera's configuration: one TOML file, every key overridable by `TESSERA_<KEY>`
+//! (nested keys joined by `__`). Unknown keys are refused. Every field states its default.
+//!
+//! Loading (file + environment overlay + validation) lives in the `tessera` binary; this
+//! module defines the shape and the checks, so the library can be configured in code too.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8443`.
+    pub listen: SocketAddr,
+    /// The SPA's origin, e.g. `https://app.example.com`: the only origin allowed to make
+    /// cookie-authenticated unsafe requests, and the default token issuer and audience.
+    /// Default: derived from the listening address (`https://127.0.0.1:<port>`).
+    pub public_origin: Option<String>,
+    /// Folder for the SQLite database, the master-key file and generated TLS files.
+    /// Default `./tessera-data`.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` (default: `sqlite://<data_dir>/tessera.db`) or `postgres://…`.
+    pub database_url: Option<String>,
+    /// Base URL of the REST API requests are proxied to (`http://host:port`). Default none:
+    /// only static files and tessera's own endpoints are served.
+    pub upstream: Option<String>,
+    /// Folder of static files served without authentication (the SPA). Default none.
+    pub static_dir: Option<PathBuf>,
+    /// Path prefixes proxied without authentication (e.g. `/api/public/`). Default none.
+    pub public_paths: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed (exact IPs). Default none: the client IP
+    /// is the socket's peer.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// TLS.
+    pub tls: TlsConfig,
+    /// Access and refresh tokens.
+    pub tokens: TokenConfig,
+    /// Browser cookies.
+    pub cookies: CookieConfig,
+    /// Credentialed CORS for extra origins (e.g. a dev server). Default: none at all.
+    pub cors: CorsConfig,
+    /// Size and time limits.
+    pub limits: LimitsConfig,
+    /// Password hashing and policy.
+    pub passwords: PasswordConfig,
+    /// Login and token-grant throttling.
+    pub rate_limit: RateLimitConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Cluster synchronisation (revocations and keys).
+    pub sync: SyncConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            public_origin: None,
+            data_dir: PathBuf::from("./tessera-data"),
+            database_url: None,
+            upstream: None,
+            static_dir: None,
+            public_paths: Vec::new(),
+            trusted_proxies: Vec::new(),
+            tls: TlsConfig::default(),
+            tokens: TokenConfig::default(),
+            cookies: CookieConfig::default(),
+            cors: CorsConfig::default(),
+            limits: LimitsConfig::default(),
+            passwords: PasswordConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            log: LogConfig::default(),
+            sync: SyncConfig::default(),
+        }
+    }
+}
+
+/// `tls.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// A self-signed certificate made once and kept in `data_dir/tls/` (demo, development).
+    SelfSigned,
+    /// `tls.cert` and `tls.key` PEM files.
+    Files,
+    /// Plain HTTP, for running behind a TLS-terminating proxy. Cookies stay `Secure`.
+    Off,
+}
+
+/// TLS settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Default `self-signed`.
+    pub mode: TlsMode,
+    /// PEM certificate chain (mode `files`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key (mode `files`).
+    pub key: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            mode: TlsMode::SelfSigned,
+            cert: None,
+            key: None,
+        }
+    }
+}
+
+/// Token settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// `EdDSA` (default) or `HS256`.
+    pub algorithm: tessera_core::Algorithm,
+    /// Access-token lifetime. Default 10 minutes (allowed: 1 s … 1 h).
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    /// A refresh token unused this long is dead. Default 14 days.
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+    /// A session ends this long after login whatever the refreshes. Default 30 days.
+    #[serde(with = "humantime_serde")]
+    pub session_max: Duration,
+    /// Racing refreshes with the same token within this window get the same successor.
+    /// Default 5 s; 0 disables. At most 60 s.
+    #[serde(with = "humantime_serde")]
+    pub refresh_grace: Duration,
+    /// Clock-skew leeway for `exp`/`nbf`/`iat`. Default 30 s, at most 60 s.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// `iss`. Default: `public_origin`.
+    pub issuer: Option<String>,
+    /// `aud`. Default: `public_origin`.
+    pub audience: Option<String>,
+    /// Scheduled key rotation period. Default 7 days.
+    #[serde(with = "humantime_serde")]
+    pub rotate_every: Duration,
+    /// How long a next key is published in JWKS before it signs. Default 1 hour.
+    #[serde(with = "humantime_serde")]
+    pub prepublish: Duration,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            algorithm: tessera_core::Algorithm::EdDSA,
+            access_ttl: Duration::from_secs(600),
+            refresh_ttl: Duration::from_secs(14 * 86400),
+            session_max: Duration::from_secs(30 * 86400),
+            refresh_grace: Duration::from_secs(5),
+            leeway: Duration::from_secs(30),
+            issuer: None,
+            audience: None,
+            rotate_every: Duration::from_secs(7 * 86400),
+            prepublish: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `cookies.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieMode {
+    /// Readable claims cookie + HttpOnly signature cookie (default).
+    Split,
+    /// One HttpOnly cookie with the whole JWT.
+    Whole,
+}
+
+/// Cookie settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookieConfig {
+    /// Default `split`.
+    pub mode: CookieMode,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        CookieConfig {
+            mode: CookieMode::Split,
+        }
+    }
+}
+
+/// CORS settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Exact origins (`scheme://host[:port]`) given credentialed CORS; they also pass the
+    /// CSRF origin rule. Never `*` or `null`.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Limits on what clients may send and how long they may take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body proxied (bytes). Default 1 MiB. Auth endpoints take at most 16 KiB.
+    pub max_body_bytes: usize,
+    /// Largest total request-header size (bytes). Default 16 KiB.
+    pub max_header_bytes: usize,
+    /// Most request headers. Default 64.
+    pub max_headers: usize,
+    /// Time to receive a request's headers (slow clients). Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Whole-request deadline for tessera's own endpoints. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Time for the upstream to answer with headers. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub upstream_timeout: Duration,
+    /// Most open connections. Default 4096.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 1 << 20,
+            max_header_bytes: 16 << 10,
+            max_headers: 64,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            upstream_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Password hashing (Argon2id) and policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    /// Argon2 memory in KiB. Default 19456 (OWASP). At least 8192.
+    pub m_cost: u32,
+    /// Argon2 iterations. Default 2.
+    pub t_cost: u32,
+    /// Argon2 lanes. Default 1.
+    pub p_cost: u32,
+    /// Minimum password length in characters. Default 8 (at least 8).
+    pub min_length: usize,
+    /// Maximum password length in bytes (bounds hashing input). Default 256 (at least 64).
+    pub max_length: usize,
+    /// Hashing threads. Default 0 = one per core.
+    pub workers: usize,
+    /// Logins waiting for a hashing thread before new ones get 503. Default 32.
+    pub queue: usize,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        PasswordConfig {
+            m_cost: 19456,
+            t_cost: 2,
+            p_cost: 1,
+            min_length: 8,
+            max_length: 256,
+            workers: 0,
+            queue: 32,
+        }
+    }
+}
+
+impl PasswordConfig {
+    /// The Argon2 parameters.
+    pub fn params(&self) -> tessera_core::password::HashParams {
+        tessera_core::password::HashParams {
+            m_cost: self.m_cost,
+            t_cost: self.t_cost,
+            p_cost: self.p_cost,
+        }
+    }
+}
+
+/// Brute-force throttling of logins and token grants (token buckets).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Failed logins allowed per username per minute before 429. Default 5.
+    pub per_username_per_minute: u32,
+    /// Login attempts allowed per client IP per minute. Default 30.
+    pub per_ip_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_username_per_minute: 5,
+            per_ip_per_minute: 30,
+        }
+    }
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Default `text`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` (default) or `tessera_server=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// How often a node looks for revocations and keys made elsewhere.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Revocation feed poll interval (PostgreSQL also pushes). Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub revocation_poll: Duration,
+    /// Key reload interval. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub key_poll: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            revocation_poll: Duration::from_secs(1),
+            key_poll: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A configuration problem: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration key `{key}`: {problem}")]
+pub struct ConfigError {
+    /// The dotted key, e.g. `tokens.access_ttl`.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Checks an origin is `scheme://host[:port]` with nothing else.
+pub fn valid_origin(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    (scheme == "https" || scheme == "http")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' '])
+        && rest.is_ascii()
+}
+
+impl Config {
+    /// Checks every value, naming the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(o) = &self.public_origin {
+            if !valid_origin(o) {
+                return Err(bad("public_origin", "must be scheme://host[:port], e.g. https://app.example.com"));
+            }
+        }
+        if let Some(u) = &self.database_url {
+            if !(u.starts_with("sqlite:") || u.starts_with("postgres:") || u.starts_with("postgresql:")) {
+                return Err(bad("database_url", "must start with sqlite: or postgres:"));
+            }
+        }
+        if let Some(u) = &self.upstream {
+            let ok = u
+                .parse::<hyper::Uri>()
+                .ok()
+                .is_some_and(|uri| uri.scheme_str() == Some("http") && uri.host().is_some());
+            if !ok {
+                return Err(bad("upstream", "must be an http://host[:port][/base] URL"));
+            }
+        }
+        for (i, p) in self.public_paths.iter().enumerate() {
+            if !p.starts_with('/') || p.contains("..") || p.contains('%') {
+                return Err(bad(&format!("public_paths[{i}]"), "must be a plain absolute path prefix"));
+            }
+        }
+        if self.tls.mode == TlsMode::Files && (self.tls.cert.is_none() || self.tls.key.is_none()) {
+            return Err(bad("tls.cert", "tls.mode = \"files\" needs tls.cert and tls.key"));
+        }
+        let t = &self.tokens;
+        if t.access_ttl < Duration::from_secs(1) || t.access_ttl > Duration::from_secs(3600) {
+            return Err(bad("tokens.access_ttl", "must be between 1s and 1h"));
+        }
+        if t.refresh_ttl < t.access_ttl {
+            return Err(bad("tokens.refresh_ttl", "must be at least tokens.access_ttl"));
+        }
+        if t.session_max < t.access_ttl {
+            return Err(bad("tokens.session_max", "must be at least tokens.access_ttl"));
+        }
+        if t.refresh_grace > Duration::from_secs(60) {
+            return Err(bad("tokens.refresh_grace", "must be at most 60s"));
+        }
+        if t.leeway > Duration::from_secs(60) {
+            return Err(bad("tokens.leeway", "must be at most 60s"));
+        }
+        if t.rotate_every < Duration::from_secs(60) {
+            return Err(bad("tokens.rotate_every", "must be at least 60s"));
+        }
+        if t.prepublish >= t.rotate_every {
+            return Err(bad("tokens.prepublish", "must be shorter than tokens.rotate_every"));
+        }
+        for (i, o) in self.cors.allowed_origins.iter().enumerate() {
+            if !valid_origin(o) {
+                return Err(bad(&format!("cors.allowed_origins[{i}]"), "must be an exact origin (never * or null)"));
+            }
+        }
+        let l = &self.limits;
+        if l.max_body_bytes == 0 || l.max_header_bytes < 1024 || l.max_headers < 8 || l.max_connections == 0 {
+            return Err(bad("limits", "limits must be positive (max_header_bytes ≥ 1024, max_headers ≥ 8)"));
+        }
+        let p = &self.passwords;
+        if p.m_cost < 8192 || p.t_cost == 0 || p.p_cost == 0 {
+            return Err(bad("passwords.m_cost", "argon2 needs m_cost ≥ 8192 KiB, t_cost ≥ 1, p_cost ≥ 1"));
+        }
+        if p.min_length < 8 {
+            return Err(bad("passwords.min_length", "must be at least 8"));
+        }
+        if p.max_length < 64 || p.max_length > 4096 {
+            return Err(bad("passwords.max_length", "must be between 64 and 4096"));
+        }
+        if p.queue == 0 {
+            return Err(bad("passwords.queue", "must be at least 1"));
+        }
+        if self.rate_limit.per_username_per_minute == 0 || self.rate_limit.per_ip_per_minute == 0 {
+            return Err(bad("rate_limit", "limits must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("tessera.db").display())
+        })
+    }
+}

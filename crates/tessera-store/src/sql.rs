@@ -1,0 +1,709 @@
+//! The SQL implementation, written once and instantiated for SQLite and PostgreSQL.
+//!
+//! Placeholders are `$1, $2, …` in order of first appearance, which both backends accept.
+//! Rotation and revocation are compare-and-set updates inside one transaction, so they
+//! are correct under concurrency on either backend without serialisable isolation.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+use tessera_core::{SessionId, UnixTime, UserId};
+
+use crate::{
+    AuditEvent, Result, Revocation, RevocationTarget, RotateOutcome, Rotation, Session, Store,
+    StoreError, StoredClient, StoredKey, User,
+};
+
+/// Opens the store named by `url` (`sqlite://path` or `postgres://…`) and runs migrations.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(PgStore::open(url).await?))
+    } else {
+        Err(StoreError::Setup(
+            "database_url must start with sqlite: or postgres:".into(),
+        ))
+    }
+}
+
+/// Embedded SQLite (WAL mode, so the admin CLI and the server can share the file).
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` and migrates it.
+    pub async fn open(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Setup(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Setup(e.to_string()))?;
+        migrator(SQLITE_MIGRATIONS)
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Setup(e.to_string()))?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// PostgreSQL, for several nodes sharing one database.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` and migrates the database.
+    pub async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Setup(e.to_string()))?;
+        migrator(PG_MIGRATIONS)
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Setup(e.to_string()))?;
+        Ok(PgStore { pool })
+    }
+
+    /// The connection pool (for LISTEN/NOTIFY).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Migrations, embedded at compile time: `(version, description, sql)`.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+const PG_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+
+fn migrator(list: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let migrations: Vec<Migration> = list
+        .iter()
+        .map(|(v, d, sql)| Migration::new(*v, (*d).into(), MigrationType::Simple, (*sql).into(), false))
+        .collect();
+    Migrator {
+        migrations: migrations.into(),
+        ..Migrator::DEFAULT
+    }
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn t(v: UnixTime) -> i64 {
+    i64::try_from(v.0).unwrap_or(i64::MAX)
+}
+
+fn ut(v: i64) -> UnixTime {
+    UnixTime(u64::try_from(v).unwrap_or(0))
+}
+
+fn ot(v: Option<UnixTime>) -> Option<i64> {
+    v.map(t)
+}
+
+fn uid(s: &str) -> Result<UserId> {
+    UserId::parse(s).ok_or_else(|| StoreError::Corrupt(format!("bad user id {s:?}")))
+}
+
+fn sid(s: &str) -> Result<SessionId> {
+    SessionId::parse(s).ok_or_else(|| StoreError::Corrupt(format!("bad session id {s:?}")))
+}
+
+fn hash32(v: Vec<u8>) -> Option<[u8; 32]> {
+    v.try_into().ok()
+}
+
+const USER_COLS: &str = "id, username, password_hash, roles, created_at, disabled";
+const SESSION_COLS: &str = "id, user_id, created_at, expires_at, revoked_at, dpop_jkt, client";
+
+macro_rules! impl_store {
+    // `$begin` starts a transaction that will write; see `SQLITE_BEGIN_WRITE`.
+    ($store:ty, $row:ty, $notify:expr, $begin:expr) => {
+        impl $store {
+            fn user_from(row: &$row) -> Result<User> {
+                let roles: String = row.try_get("roles").map_err(db_err)?;
+                Ok(User {
+                    id: uid(&row.try_get::<String, _>("id").map_err(db_err)?)?,
+                    username: row.try_get("username").map_err(db_err)?,
+                    password_hash: row.try_get("password_hash").map_err(db_err)?,
+                    roles: serde_json::from_str(&roles)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    created_at: ut(row.try_get("created_at").map_err(db_err)?),
+                    disabled: row.try_get::<i64, _>("disabled").map_err(db_err)? != 0,
+                })
+            }
+
+            fn session_from(row: &$row) -> Result<Session> {
+                Ok(Session {
+                    id: sid(&row.try_get::<String, _>("id").map_err(db_err)?)?,
+                    user_id: uid(&row.try_get::<String, _>("user_id").map_err(db_err)?)?,
+                    created_at: ut(row.try_get("created_at").map_err(db_err)?),
+                    expires_at: ut(row.try_get("expires_at").map_err(db_err)?),
+                    revoked_at: row
+                        .try_get::<Option<i64>, _>("revoked_at")
+                        .map_err(db_err)?
+                        .map(ut),
+                    dpop_jkt: row.try_get("dpop_jkt").map_err(db_err)?,
+                    client: row.try_get("client").map_err(db_err)?,
+                })
+            }
+
+            fn key_from(row: &$row) -> Result<StoredKey> {
+                Ok(StoredKey {
+                    kid: row.try_get("kid").map_err(db_err)?,
+                    alg: row.try_get("alg").map_err(db_err)?,
+                    created_at: ut(row.try_get("created_at").map_err(db_err)?),
+                    activates_at: ut(row.try_get("activates_at").map_err(db_err)?),
+                    retires_at: row.try_get::<Option<i64>, _>("retires_at").map_err(db_err)?.map(ut),
+                    expires_at: row.try_get::<Option<i64>, _>("expires_at").map_err(db_err)?.map(ut),
+                    sealed: row.try_get("sealed").map_err(db_err)?,
+                })
+            }
+
+            fn client_from(row: &$row) -> Result<StoredClient> {
+                Ok(StoredClient {
+                    key_id: row.try_get("key_id").map_err(db_err)?,
+                    name: row.try_get("name").map_err(db_err)?,
+                    sealed: row.try_get("sealed").map_err(db_err)?,
+                    created_at: ut(row.try_get("created_at").map_err(db_err)?),
+                    disabled: row.try_get::<i64, _>("disabled").map_err(db_err)? != 0,
+                })
+            }
+
+            fn audit_from(row: &$row) -> Result<AuditEvent> {
+                Ok(AuditEvent {
+                    at: ut(row.try_get("at").map_err(db_err)?),
+                    kind: row.try_get("kind").map_err(db_err)?,
+                    username: row.try_get("username").map_err(db_err)?,
+                    user_id: row.try_get("user_id").map_err(db_err)?,
+                    session_id: row.try_get("session_id").map_err(db_err)?,
+                    ip: row.try_get("ip").map_err(db_err)?,
+                    user_agent: row.try_get("user_agent").map_err(db_err)?,
+                    detail: row.try_get("detail").map_err(db_err)?,
+                })
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn create_user(&self, u: &User) -> Result<()> {
+                let roles = serde_json::to_string(&u.roles)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO users (id, username, password_hash, roles, created_at, disabled) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(u.id.to_string())
+                .bind(&u.username)
+                .bind(&u.password_hash)
+                .bind(roles)
+                .bind(t(u.created_at))
+                .bind(i64::from(u.disabled))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
+                let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE username = $1"))
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::user_from).transpose()
+            }
+
+            async fn user_by_id(&self, id: UserId) -> Result<Option<User>> {
+                let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::user_from).transpose()
+            }
+
+            async fn list_users(&self) -> Result<Vec<User>> {
+                let rows = sqlx::query(&format!("SELECT {USER_COLS} FROM users ORDER BY username"))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                rows.iter().map(Self::user_from).collect()
+            }
+
+            async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<bool> {
+                let r = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(hash)
+                    .bind(id.to_string())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn create_session(&self, s: &Session, refresh_hash: &[u8; 32]) -> Result<()> {
+                let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
+                sqlx::query(
+                    "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at, dpop_jkt, client) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(s.id.to_string())
+                .bind(s.user_id.to_string())
+                .bind(t(s.created_at))
+                .bind(t(s.expires_at))
+                .bind(ot(s.revoked_at))
+                .bind(&s.dpop_jkt)
+                .bind(&s.client)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)")
+                    .bind(&refresh_hash[..])
+                    .bind(s.id.to_string())
+                    .bind(t(s.created_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                tx.commit().await.map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn session(&self, id: SessionId) -> Result<Option<Session>> {
+                let row = sqlx::query(&format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1"))
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::session_from).transpose()
+            }
+
+            async fn session_for_refresh(&self, hash: &[u8; 32]) -> Result<Option<Session>> {
+                let row = sqlx::query(
+                    "SELECT s.id, s.user_id, s.created_at, s.expires_at, s.revoked_at, s.dpop_jkt, s.client \
+                     FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1",
+                )
+                .bind(&hash[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                row.as_ref().map(Self::session_from).transpose()
+            }
+
+            async fn rotate_refresh_token(&self, r: &Rotation) -> Result<RotateOutcome> {
+                let now = t(r.now);
+                let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
+                let Some(tok) = sqlx::query(
+                    "SELECT session_id, issued_at, rotated_at, successor FROM refresh_tokens WHERE hash = $1",
+                )
+                .bind(&r.hash[..])
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                else {
+                    return Ok(RotateOutcome::NotFound);
+                };
+                let session_id: String = tok.try_get("session_id").map_err(db_err)?;
+                let issued_at: i64 = tok.try_get("issued_at").map_err(db_err)?;
+                let rotated_at: Option<i64> = tok.try_get("rotated_at").map_err(db_err)?;
+                let successor: Option<Vec<u8>> = tok.try_get("successor").map_err(db_err)?;
+                let Some(srow) = sqlx::query(&format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1"))
+                    .bind(&session_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                else {
+                    return Ok(RotateOutcome::NotFound);
+                };
+                let session = Self::session_from(&srow)?;
+                if session.revoked_at.is_some() || session.expires_at <= r.now {
+                    return Ok(RotateOutcome::Ended);
+                }
+                let (rotated_at, successor) = if rotated_at.is_none() {
+                    if issued_at.saturating_add(i64::try_from(r.idle_ttl).unwrap_or(i64::MAX)) <= now {
+                        return Ok(RotateOutcome::Ended);
+                    }
+                    let cas = sqlx::query(
+                        "UPDATE refresh_tokens SET rotated_at = $1, successor = $2 \
+                         WHERE hash = $3 AND rotated_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(&r.successor_hash[..])
+                    .bind(&r.hash[..])
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    if cas.rows_affected() == 1 {
+                        sqlx::query(
+                            "INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)",
+                        )
+                        .bind(&r.successor_hash[..])
+                        .bind(&session_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                        tx.commit().await.map_err(db_err)?;
+                        return Ok(RotateOutcome::Rotated { session, repeated: false });
+                    }
+                    // Lost a race with a concurrent rotation of the same token (PostgreSQL:
+                    // the UPDATE waited for the winner's commit). Re-read what the winner
+                    // wrote and judge this presentation as a retired token below, so the
+                    // grace and successor rules apply to it too.
+                    let Some(now_row) = sqlx::query(
+                        "SELECT rotated_at, successor FROM refresh_tokens WHERE hash = $1",
+                    )
+                    .bind(&r.hash[..])
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    else {
+                        return Ok(RotateOutcome::NotFound);
+                    };
+                    (
+                        now_row.try_get::<Option<i64>, _>("rotated_at").map_err(db_err)?,
+                        now_row.try_get::<Option<Vec<u8>>, _>("successor").map_err(db_err)?,
+                    )
+                } else {
+                    (rotated_at, successor)
+                };
+                // A retired token: the same successor within the grace, if that successor
+                // is still the current token (predecessor only); otherwise reuse.
+                let within_grace = r.grace > 0
+                    && rotated_at.is_some_and(|at| now.saturating_sub(at) <= i64::try_from(r.grace).unwrap_or(0));
+                if within_grace && successor.clone().and_then(hash32) == Some(r.successor_hash) {
+                    let current: Option<i64> = sqlx::query(
+                        "SELECT 1 FROM refresh_tokens WHERE hash = $1 AND rotated_at IS NULL",
+                    )
+                    .bind(&r.successor_hash[..])
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    .map(|_| 1);
+                    if current.is_some() {
+                        return Ok(RotateOutcome::Rotated { session, repeated: true });
+                    }
+                }
+                let revoked = sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(&session_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if revoked.rows_affected() == 1 {
+                    Self::feed_insert(&mut tx, "session", &session_id, now, t(r.revoke_until)).await?;
+                }
+                tx.commit().await.map_err(db_err)?;
+                Ok(RotateOutcome::Reused { session })
+            }
+
+            async fn revoke_session(&self, id: SessionId, at: UnixTime, until: UnixTime) -> Result<bool> {
+                let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
+                let r = sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                    .bind(t(at))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                let changed = r.rows_affected() == 1;
+                if changed {
+                    Self::feed_insert(&mut tx, "session", &id.to_string(), t(at), t(until)).await?;
+                }
+                tx.commit().await.map_err(db_err)?;
+                Ok(changed)
+            }
+
+            async fn revoke_user(&self, id: UserId, at: UnixTime, until: UnixTime) -> Result<Vec<SessionId>> {
+                let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
+                let rows = sqlx::query(
+                    "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+                )
+                .bind(id.to_string())
+                .bind(t(at))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let s: String = row.try_get("id").map_err(db_err)?;
+                    let revoked = sqlx::query(
+                        "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                    )
+                    .bind(t(at))
+                    .bind(&s)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    if revoked.rows_affected() != 1 {
+                        // Revoked concurrently (PostgreSQL): it has its own feed entry.
+                        continue;
+                    }
+                    Self::feed_insert(&mut tx, "session", &s, t(at), t(until)).await?;
+                    out.push(sid(&s)?);
+                }
+                Self::feed_insert(&mut tx, "user", &id.to_string(), t(at), t(until)).await?;
+                tx.commit().await.map_err(db_err)?;
+                Ok(out)
+            }
+
+            async fn revocations_since(&self, after: i64, now: UnixTime) -> Result<Vec<Revocation>> {
+                let rows = sqlx::query(
+                    "SELECT id, kind, subject, at, until FROM revocations WHERE id > $1 AND until > $2 ORDER BY id",
+                )
+                .bind(after)
+                .bind(t(now))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let kind: String = row.try_get("kind").map_err(db_err)?;
+                    let subject: String = row.try_get("subject").map_err(db_err)?;
+                    let target = match kind.as_str() {
+                        "session" => RevocationTarget::Session(sid(&subject)?),
+                        "user" => RevocationTarget::User(uid(&subject)?),
+                        other => return Err(StoreError::Corrupt(format!("revocation kind {other:?}"))),
+                    };
+                    out.push(Revocation {
+                        id: row.try_get("id").map_err(db_err)?,
+                        target,
+                        at: ut(row.try_get("at").map_err(db_err)?),
+                        until: ut(row.try_get("until").map_err(db_err)?),
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn purge_expired(&self, now: UnixTime) -> Result<u64> {
+                let mut n = 0;
+                // Sessions are kept one day past their end so late reuse is still recognised.
+                for q in [
+                    "DELETE FROM sessions WHERE expires_at < $1 - 86400",
+                    "DELETE FROM revocations WHERE until <= $1",
+                ] {
+                    n += sqlx::query(q).bind(t(now)).execute(&self.pool).await.map_err(db_err)?.rows_affected();
+                }
+                Ok(n)
+            }
+
+            async fn list_keys(&self) -> Result<Vec<StoredKey>> {
+                let rows = sqlx::query(
+                    "SELECT kid, alg, created_at, activates_at, retires_at, expires_at, sealed \
+                     FROM signing_keys ORDER BY activates_at, created_at",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter().map(Self::key_from).collect()
+            }
+
+            async fn insert_key(&self, k: &StoredKey) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, alg, created_at, activates_at, retires_at, expires_at, sealed) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&k.kid)
+                .bind(&k.alg)
+                .bind(t(k.created_at))
+                .bind(t(k.activates_at))
+                .bind(ot(k.retires_at))
+                .bind(ot(k.expires_at))
+                .bind(&k.sealed)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                $notify(&self.pool, "keys").await;
+                Ok(())
+            }
+
+            async fn update_key_times(
+                &self,
+                kid: &str,
+                retires_at: Option<UnixTime>,
+                expires_at: Option<UnixTime>,
+            ) -> Result<()> {
+                sqlx::query("UPDATE signing_keys SET retires_at = $1, expires_at = $2 WHERE kid = $3")
+                    .bind(ot(retires_at))
+                    .bind(ot(expires_at))
+                    .bind(kid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                $notify(&self.pool, "keys").await;
+                Ok(())
+            }
+
+            async fn delete_expired_keys(&self, now: UnixTime) -> Result<u64> {
+                let r = sqlx::query("DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at <= $1")
+                    .bind(t(now))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(r.rows_affected())
+            }
+
+            async fn create_client(&self, c: &StoredClient) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO clients (key_id, name, sealed, created_at, disabled) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&c.key_id)
+                .bind(&c.name)
+                .bind(&c.sealed)
+                .bind(t(c.created_at))
+                .bind(i64::from(c.disabled))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn client(&self, key_id: &str) -> Result<Option<StoredClient>> {
+                let row = sqlx::query("SELECT key_id, name, sealed, created_at, disabled FROM clients WHERE key_id = $1")
+                    .bind(key_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::client_from).transpose()
+            }
+
+            async fn list_clients(&self) -> Result<Vec<StoredClient>> {
+                let rows = sqlx::query("SELECT key_id, name, sealed, created_at, disabled FROM clients ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                rows.iter().map(Self::client_from).collect()
+            }
+
+            async fn record_audit(&self, e: &AuditEvent) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO audit_events (at, kind, username, user_id, session_id, ip, user_agent, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(t(e.at))
+                .bind(&e.kind)
+                .bind(&e.username)
+                .bind(&e.user_id)
+                .bind(&e.session_id)
+                .bind(&e.ip)
+                .bind(&e.user_agent)
+                .bind(&e.detail)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditEvent>> {
+                let rows = sqlx::query(
+                    "SELECT at, kind, username, user_id, session_id, ip, user_agent, detail \
+                     FROM audit_events ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                let mut out: Vec<AuditEvent> = rows.iter().map(Self::audit_from).collect::<Result<_>>()?;
+                out.reverse();
+                Ok(out)
+            }
+        }
+    };
+}
+
+impl SqliteStore {
+    async fn feed_insert(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        kind: &str,
+        subject: &str,
+        at: i64,
+        until: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO revocations (kind, subject, at, until) VALUES ($1, $2, $3, $4)")
+            .bind(kind)
+            .bind(subject)
+            .bind(at)
+            .bind(until)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+impl PgStore {
+    async fn feed_insert(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        kind: &str,
+        subject: &str,
+        at: i64,
+        until: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO revocations (kind, subject, at, until) VALUES ($1, $2, $3, $4)")
+            .bind(kind)
+            .bind(subject)
+            .bind(at)
+            .bind(until)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        // Delivered at commit to every node LISTENing: the fan-out of revocations.
+        sqlx::query("SELECT pg_notify('tessera_revocations', $1)")
+            .bind(kind)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+async fn no_notify(_: &SqlitePool, _: &str) {}
+
+async fn pg_notify(pool: &PgPool, what: &str) {
+    // Best effort: nodes also poll, so a lost notification only delays the pick-up.
+    let _ = sqlx::query("SELECT pg_notify('tessera_keys', $1)")
+        .bind(what)
+        .execute(pool)
+        .await;
+}
+
+/// SQLite write transactions take the write lock when they begin. A deferred transaction
+/// that reads and then writes (rotation, revoke_user) cannot be retried by the busy
+/// handler once another connection has written in between: SQLite answers
+/// `SQLITE_BUSY`/`SQLITE_BUSY_SNAPSHOT` ("database is locked") at once, whatever the
+/// busy_timeout. With `BEGIN IMMEDIATE` writers queue on the busy_timeout instead.
+const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+impl_store!(SqliteStore, sqlx::sqlite::SqliteRow, no_notify, SQLITE_BEGIN_WRITE);
+impl_store!(PgStore, sqlx::postgres::PgRow, pg_notify, "BEGIN");

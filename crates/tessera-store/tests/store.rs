@@ -1,0 +1,1210 @@
+//! One behavioural suite for the [`Store`] trait, instantiated for every backend.
+//!
+//! `store_tests!` expands each case in [`cases`] into a `#[tokio::test]` per backend:
+//!
+//! * `sqlite::*` runs against a fresh temp-file database per test;
+//! * `postgres::*` creates a fresh database per test (`tessera_t_<hex>`) on the server at
+//!   `TESSERA_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and drops
+//!   it afterwards. If PostgreSQL cannot be reached the test prints
+//!   `POSTGRESQL TESTS DID NOT RUN: <reason>` and passes, unless `TESSERA_REQUIRE_POSTGRES=1`,
+//!   in which case it fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use tessera_store::Store;
+
+/// What a case gets: the store under test and the URL it was opened with.
+pub struct Ctx {
+    store: Arc<dyn Store>,
+    url: String,
+}
+
+/// Expands every listed case into a `#[tokio::test]` that runs it on the store made by
+/// `$setup` (an `async fn() -> Option<(Ctx, Guard)>`; `None` means "skipped").
+macro_rules! store_tests {
+    ($setup:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some((cx, guard)) = $setup().await else {
+                    return;
+                };
+                $crate::cases::$case(cx).await;
+                drop(guard);
+            }
+        )+
+    };
+}
+
+/// Instantiates the whole suite for one backend.
+macro_rules! all_store_tests {
+    ($setup:path) => {
+        store_tests!($setup;
+            ping,
+            reopen_keeps_data,
+            users,
+            sessions,
+            rotation_fresh_then_repeat_within_grace,
+            rotation_reuse_after_grace_revokes_session,
+            rotation_grace_zero_is_immediate_reuse,
+            rotation_mismatched_successor_is_reuse,
+            rotation_grandparent_within_grace_is_reuse,
+            rotation_idle_limit_ends,
+            rotation_session_expired_ends,
+            rotation_unknown_hash_not_found,
+            rotation_revoked_session_ends,
+            concurrent_rotation_same_token,
+            concurrent_rotation_grace_zero,
+            revocation_feed,
+            purge_expired_sessions,
+            keys,
+            clients,
+            audit,
+        );
+    };
+}
+
+mod sqlite {
+    use std::sync::Arc;
+
+    use tempfile::TempDir;
+    use tessera_store::SqliteStore;
+
+    use super::Ctx;
+
+    async fn setup() -> Option<(Ctx, TempDir)> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("tessera.db").display());
+        let store = SqliteStore::open(&url).await.expect("open SQLite store");
+        Some((
+            Ctx {
+                store: Arc::new(store),
+                url,
+            },
+            dir,
+        ))
+    }
+
+    all_store_tests!(setup);
+}
+
+mod postgres {
+    use std::io::Write;
+    use std::str::FromStr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::{ConnectOptions, Connection, Executor};
+    use tessera_store::PgStore;
+
+    use super::Ctx;
+
+    const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    /// A database made for one test; dropped (best effort) when this is dropped.
+    pub struct TempDb {
+        admin: PgConnectOptions,
+        name: String,
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            // Drop cannot await, and we may be inside a runtime: use a thread of our own.
+            let admin = self.admin.clone();
+            let name = self.name.clone();
+            let dropped = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let mut conn = admin.connect().await.ok()?;
+                    // FORCE (PostgreSQL 13+) ends the store's pooled connections.
+                    let forced = conn
+                        .execute(
+                            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str(),
+                        )
+                        .await;
+                    if forced.is_err() {
+                        conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
+                            .await
+                            .ok()?;
+                    }
+                    conn.close().await.ok()
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Some(()))) {
+                eprintln!("warning: could not drop test database {}", self.name);
+            }
+        }
+    }
+
+    /// Skips (or, with `TESSERA_REQUIRE_POSTGRES=1`, fails) a test that cannot reach PostgreSQL.
+    fn unreachable(reason: String) -> Option<(Ctx, TempDb)> {
+        if std::env::var("TESSERA_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+            panic!("TESSERA_REQUIRE_POSTGRES=1 but PostgreSQL is not usable: {reason}");
+        }
+        // Straight to the process's stderr: libtest would swallow `eprintln!` of a passing test.
+        let _ = writeln!(std::io::stderr(), "POSTGRESQL TESTS DID NOT RUN: {reason}");
+        None
+    }
+
+    /// `base` with its database name replaced by `db` (query parameters kept).
+    fn with_database(base: &str, db: &str) -> String {
+        let (main, query) = match base.split_once('?') {
+            Some((m, q)) => (m, Some(q)),
+            None => (base, None),
+        };
+        let authority = main.find("://").map_or(0, |i| i + 3);
+        let path = main[authority..]
+            .find('/')
+            .map_or(main.len(), |i| authority + i);
+        let mut url = format!("{}/{db}", &main[..path]);
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        url
+    }
+
+    async fn setup() -> Option<(Ctx, TempDb)> {
+        let base = std::env::var("TESSERA_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+        let admin = match PgConnectOptions::from_str(&base) {
+            Ok(o) => o,
+            Err(e) => return unreachable(format!("bad TESSERA_TEST_PG_URL {base:?}: {e}")),
+        };
+        let mut conn = match tokio::time::timeout(Duration::from_secs(10), admin.connect()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return unreachable(format!("cannot connect to {base}: {e}")),
+            Err(_) => return unreachable(format!("connecting to {base} timed out")),
+        };
+        let hex: String = tessera_core::random_bytes::<8>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let name = format!("tessera_t_{hex}");
+        if let Err(e) = conn
+            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await
+        {
+            return unreachable(format!("cannot CREATE DATABASE on {base}: {e}"));
+        }
+        let _ = conn.close().await;
+        let db = TempDb { admin, name };
+        let url = with_database(&base, &db.name);
+        // From here on a failure is a real one: the server works, the store does not.
+        let store = PgStore::open(&url).await.expect("open PostgreSQL store");
+        Some((
+            Ctx {
+                store: Arc::new(store),
+                url,
+            },
+            db,
+        ))
+    }
+
+    #[test]
+    fn with_database_replaces_only_the_path() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+        assert_eq!(
+            with_database("postgresql://u:p@h/db?sslmode=disable", "x"),
+            "postgresql://u:p@h/x?sslmode=disable"
+        );
+    }
+
+    all_store_tests!(setup);
+}
+
+#[tokio::test]
+async fn open_rejects_unknown_scheme() {
+    let err = tessera_store::open("mysql://localhost/x")
+        .await
+        .err()
+        .expect("must fail");
+    assert!(
+        matches!(err, tessera_store::StoreError::Setup(_)),
+        "{err:?}"
+    );
+}
+
+/// The cases, each written once against `dyn Store`.
+mod cases {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use tessera_core::{refresh, SessionId, UnixTime, UserId};
+    use tessera_store::{
+        AuditEvent, Revocation, RevocationTarget, RotateOutcome, Rotation, Session, Store,
+        StoreError, StoredClient, StoredKey, User,
+    };
+
+    use super::Ctx;
+
+    /// A fixed "now" for the start of every scenario.
+    const T0: UnixTime = UnixTime(1_700_000_000);
+    /// How long a reuse revocation is kept in the feed.
+    const REVOKE_FOR: u64 = 900;
+    const HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c2VjcmV0c2FsdA$U0VDUkVULUhBU0gtRE8tTk9ULVBSSU5U";
+
+    fn at(secs: u64) -> UnixTime {
+        T0.plus(secs)
+    }
+
+    fn h(label: &str) -> [u8; 32] {
+        refresh::hash(label)
+    }
+
+    fn user(name: &str) -> User {
+        User {
+            id: UserId::random(),
+            username: name.to_owned(),
+            password_hash: HASH.to_owned(),
+            roles: vec!["ops".to_owned(), "admin".to_owned()],
+            created_at: T0,
+            disabled: false,
+        }
+    }
+
+    fn session(user: UserId, created: UnixTime, expires: UnixTime) -> Session {
+        Session {
+            id: SessionId::random(),
+            user_id: user,
+            created_at: created,
+            expires_at: expires,
+            revoked_at: None,
+            dpop_jkt: None,
+            client: "browser".to_owned(),
+        }
+    }
+
+    fn rotation(from: &str, to: &str, now: UnixTime, grace: u64, idle_ttl: u64) -> Rotation {
+        Rotation {
+            hash: h(from),
+            successor_hash: h(to),
+            now,
+            grace,
+            idle_ttl,
+            revoke_until: now.plus(REVOKE_FOR),
+        }
+    }
+
+    /// A user with one session (created at T0, ending at T0 + 1 day) whose first refresh
+    /// token is `first`.
+    async fn login(store: &dyn Store, name: &str, first: &str) -> (User, Session) {
+        let u = user(name);
+        store.create_user(&u).await.unwrap();
+        let s = session(u.id, T0, at(86_400));
+        store.create_session(&s, &h(first)).await.unwrap();
+        (u, s)
+    }
+
+    fn assert_rotated(out: &RotateOutcome, s: &Session, want_repeated: bool) {
+        match out {
+            RotateOutcome::Rotated { session, repeated } => {
+                assert_eq!(session.id, s.id);
+                assert_eq!(session.revoked_at, None);
+                assert_eq!(*repeated, want_repeated, "{out:?}");
+            }
+            other => panic!("expected Rotated {{ repeated: {want_repeated} }}, got {other:?}"),
+        }
+    }
+
+    fn assert_reused(out: &RotateOutcome, s: &Session) {
+        match out {
+            RotateOutcome::Reused { session } => assert_eq!(session.id, s.id),
+            other => panic!("expected Reused, got {other:?}"),
+        }
+    }
+
+    /// The feed entries (from the start, still relevant at `now`) that target session `id`.
+    async fn feed_for(store: &dyn Store, id: SessionId, now: UnixTime) -> Vec<Revocation> {
+        store
+            .revocations_since(0, now)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.target == RevocationTarget::Session(id))
+            .collect()
+    }
+
+    async fn revoked_at(store: &dyn Store, id: SessionId) -> Option<UnixTime> {
+        store
+            .session(id)
+            .await
+            .unwrap()
+            .expect("session exists")
+            .revoked_at
+    }
+
+    pub async fn ping(cx: Ctx) {
+        cx.store.ping().await.unwrap();
+    }
+
+    pub async fn reopen_keeps_data(cx: Ctx) {
+        let u = user("persisted");
+        cx.store.create_user(&u).await.unwrap();
+        // A second open of the same database (through the URL dispatcher) re-runs the
+        // migrations, which must be a no-op, and sees the same rows.
+        let again = tessera_store::open(&cx.url).await.unwrap();
+        assert_eq!(again.user_by_name("persisted").await.unwrap(), Some(u));
+    }
+
+    pub async fn users(cx: Ctx) {
+        let store = &*cx.store;
+        let mut charlie = user("charlie");
+        charlie.roles = vec!["zeta".to_owned(), "alpha".to_owned(), "mid".to_owned()];
+        charlie.disabled = true;
+        let alice = user("alice");
+        let mut bob = user("bob");
+        bob.roles = Vec::new();
+        bob.created_at = at(5);
+        for u in [&charlie, &alice, &bob] {
+            store.create_user(u).await.unwrap();
+        }
+
+        // Duplicate username (new id) and duplicate id (new name) are both conflicts.
+        let dup_name = user("alice");
+        assert!(matches!(
+            store.create_user(&dup_name).await,
+            Err(StoreError::Conflict)
+        ));
+        let mut dup_id = user("alice2");
+        dup_id.id = alice.id;
+        assert!(matches!(
+            store.create_user(&dup_id).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.user_by_name("alice2").await.unwrap(), None);
+
+        // Lookups round-trip every field, roles in their order, disabled flag included.
+        assert_eq!(
+            store.user_by_name("alice").await.unwrap(),
+            Some(alice.clone())
+        );
+        assert_eq!(
+            store.user_by_name("charlie").await.unwrap(),
+            Some(charlie.clone())
+        );
+        assert_eq!(
+            store.user_by_name("ALICE").await.unwrap(),
+            None,
+            "usernames are exact"
+        );
+        assert_eq!(store.user_by_name("nobody").await.unwrap(), None);
+        assert_eq!(store.user_by_id(bob.id).await.unwrap(), Some(bob.clone()));
+        assert_eq!(store.user_by_id(UserId::random()).await.unwrap(), None);
+        let got_charlie = store.user_by_id(charlie.id).await.unwrap().unwrap();
+        assert_eq!(got_charlie.roles, ["zeta", "alpha", "mid"]);
+        assert!(got_charlie.disabled);
+        assert!(store
+            .user_by_id(bob.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .roles
+            .is_empty());
+
+        // Listed by username, whatever the insertion order.
+        let names: Vec<String> = store
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
+        assert_eq!(names, ["alice", "bob", "charlie"]);
+        assert_eq!(
+            store.list_users().await.unwrap(),
+            [alice.clone(), bob.clone(), charlie.clone()]
+        );
+
+        // Password change touches only that user.
+        let new_hash = "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$TkVXLUhBU0g";
+        assert!(store.set_password_hash(alice.id, new_hash).await.unwrap());
+        assert!(!store
+            .set_password_hash(UserId::random(), new_hash)
+            .await
+            .unwrap());
+        let got = store.user_by_id(alice.id).await.unwrap().unwrap();
+        assert_eq!(got.password_hash, new_hash);
+        assert_eq!(got.roles, alice.roles);
+        assert_eq!(
+            store
+                .user_by_id(bob.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash,
+            HASH
+        );
+
+        // Debug never prints the hash.
+        let dbg = format!("{got:?} {alice:?}");
+        assert!(!dbg.contains(HASH), "{dbg}");
+        assert!(!dbg.contains(new_hash), "{dbg}");
+        assert!(!dbg.contains("argon2"), "{dbg}");
+        assert!(dbg.contains("alice") && dbg.contains("[redacted]"), "{dbg}");
+    }
+
+    pub async fn sessions(cx: Ctx) {
+        let store = &*cx.store;
+        let u = user("alice");
+        store.create_user(&u).await.unwrap();
+        let mut s1 = session(u.id, T0, at(3600));
+        s1.dpop_jkt = Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".to_owned());
+        s1.client = "api".to_owned();
+        let s2 = session(u.id, at(1), at(7200));
+        store.create_session(&s1, &h("s1-0")).await.unwrap();
+        store.create_session(&s2, &h("s2-0")).await.unwrap();
+
+        assert_eq!(store.session(s1.id).await.unwrap(), Some(s1.clone()));
+        assert_eq!(store.session(s2.id).await.unwrap(), Some(s2.clone()));
+        assert_eq!(store.session(SessionId::random()).await.unwrap(), None);
+
+        assert_eq!(
+            store.session_for_refresh(&h("s1-0")).await.unwrap(),
+            Some(s1.clone())
+        );
+        assert_eq!(
+            store.session_for_refresh(&h("s2-0")).await.unwrap(),
+            Some(s2.clone())
+        );
+
+        // After two rotations the session is found by its current and by both retired tokens.
+        let r = store
+            .rotate_refresh_token(&rotation("s1-0", "s1-1", at(10), 10, 3600))
+            .await
+            .unwrap();
+        assert_rotated(&r, &s1, false);
+        let r = store
+            .rotate_refresh_token(&rotation("s1-1", "s1-2", at(20), 10, 3600))
+            .await
+            .unwrap();
+        assert_rotated(&r, &s1, false);
+        for tok in ["s1-0", "s1-1", "s1-2"] {
+            assert_eq!(
+                store.session_for_refresh(&h(tok)).await.unwrap(),
+                Some(s1.clone()),
+                "{tok}"
+            );
+        }
+        assert_eq!(
+            store.session_for_refresh(&h("s2-0")).await.unwrap(),
+            Some(s2.clone())
+        );
+        assert_eq!(
+            store.session_for_refresh(&h("unknown")).await.unwrap(),
+            None
+        );
+        assert_eq!(store.session_for_refresh(&[0u8; 32]).await.unwrap(), None);
+    }
+
+    pub async fn rotation_fresh_then_repeat_within_grace(cx: Ctx) {
+        let store = &*cx.store;
+        let (_, s) = login(store, "alice", "t0").await;
+        let first = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(60), 10, 3600))
+            .await
+            .unwrap();
+        assert_rotated(&first, &s, false);
+        // Racing tab: same old token, same successor, within the grace (inclusive).
+        for now in [at(60), at(65), at(70)] {
+            let again = store
+                .rotate_refresh_token(&rotation("t0", "t1", now, 10, 3600))
+                .await
+                .unwrap();
+            assert_rotated(&again, &s, true);
+        }
+        // The successor is current: it rotates normally.
+        let next = store
+            .rotate_refresh_token(&rotation("t1", "t2", at(71), 10, 3600))
+            .await
+            .unwrap();
+        assert_rotated(&next, &s, false);
+        assert_eq!(revoked_at(store, s.id).await, None);
+        assert!(feed_for(store, s.id, at(71)).await.is_empty());
+    }
+
+    pub async fn rotation_reuse_after_grace_revokes_session(cx: Ctx) {
+        let store = &*cx.store;
+        let (_, s) = login(store, "alice", "t0").await;
+        let (_, other) = login(store, "bob", "b0").await;
+        let r = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(60), 10, 3600))
+            .await
+            .unwrap();
+        assert_rotated(&r, &s, false);
+
+        let reuse = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(71), 10, 3600))
+            .await
+            .unwrap();
+        assert_reused(&reuse, &s);
+        assert_eq!(revoked_at(store, s.id).await, Some(at(71)));
+        assert_eq!(
+            feed_for(store, s.id, at(71))
+                .await
+                .iter()
+                .map(|r| (r.at, r.until))
+                .collect::<Vec<_>>(),
+            [(at(71), at(71 + REVOKE_FOR))]
+        );
+
+        // The whole family is dead: the current token no longer rotates, the stolen one
+        // neither, and no second feed entry is written.
+        let cur = store
+            .rotate_refresh_token(&rotation("t1", "t2", at(72), 10, 3600))
+            .await
+            .unwrap();
+        assert_eq!(cur, RotateOutcome::Ended);
+        let old = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(73), 10, 3600))
+            .await
+            .unwrap();
+        assert_eq!(old, RotateOutcome::Ended);
+        assert_eq!(feed_for(store, s.id, at(73)).await.len(), 1);
+        assert_eq!(revoked_at(store, s.id).await, Some(at(71)));
+
+        // Other users' sessions are untouched.
+        assert_eq!(revoked_at(store, other.id).await, None);
+        let b = store
+            .rotate_refresh_token(&rotation("b0", "b1", at(74), 10, 3600))
+            .await
+            .unwrap();
+        assert_rotated(&b, &other, false);
+    }
+
+    pub async fn rotation_grace_zero_is_immediate_reuse(cx: Ctx) {
+        let store = &*cx.store;
+        let (_, s) = login(store, "alice", "t0").await;
+        let r = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(60), 0, 3600))
+            .await
+            .unwrap();
+        assert_rotated(&r, &s, false);
+        // Same instant, same successor: with no grace this is already reuse.
+        let again = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(60), 0, 3600))
+            .await
+            .unwrap();
+        assert_reused(&again, &s);
+        assert_eq!(revoked_at(store, s.id).await, Some(at(60)));
+        assert_eq!(feed_for(store, s.id, at(60)).await.len(), 1);
+    }
+
+    pub async fn rotation_mismatched_successor_is_reuse(cx: Ctx) {
+        let store = &*cx.store;
+        let (_, s) = login(store, "alice", "t0").await;
+        let r = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(60), 10, 3600))
+            .await
+            .unwrap();
+        assert_rotated(&r, &s, false);
+        // Within the grace, but claiming a different successor: not a racing tab.
+        let other = store
+            .rotate_refresh_token(&rotation("t0", "forged", at(61), 10, 3600))
+            .await
+            .unwrap();
+        assert_reused(&other, &s);
+        assert_eq!(revoked_at(store, s.id).await, Some(at(61)));
+        assert_eq!(store.session_for_refresh(&h("forged")).await.unwrap(), None);
+    }
+
+    pub async fn rotation_grandparent_within_grace_is_reuse(cx: Ctx) {
+        let store = &*cx.store;
+        let (_, s) = login(store, "alice", "t0").await;
+        assert_rotated(
+            &store
+                .rotate_refresh_token(&rotation("t0", "t1", at(60), 10, 3600))
+                .await
+                .unwrap(),
+            &s,
+            false,
+        );
+        assert_rotated(
+            &store
+                .rotate_refresh_token(&rotation("t1", "t2", at(61), 10, 3600))
+                .await
+                .unwrap(),
+            &s,
+            false,
+        );
+        // The predecessor of the current token is still graced...
+        assert_rotated(
+            &store
+                .rotate_refresh_token(&rotation("t1", "t2", at(62), 10, 3600))
+                .await
+                .unwrap(),
+            &s,
+            true,
+        );
+        assert_eq!(revoked_at(store, s.id).await, None);
+        // ...but its predecessor is not, even well within the grace.
+        let gp = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(62), 10, 3600))
+            .await
+            .unwrap();
+        assert_reused(&gp, &s);
+        assert_eq!(revoked_at(store, s.id).await, Some(at(62)));
+        assert_eq!(feed_for(store, s.id, at(62)).await.len(), 1);
+    }
+
+    pub async fn rotation_idle_limit_ends(cx: Ctx) {
+        let store = &*cx.store;
+        let (_, s) = login(store, "alice", "t0").await; // t0 issued at T0
+                                                        // Idle for exactly idle_ttl: ended, and nothing changes.
+        let idle = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(100), 10, 100))
+            .await
+            .unwrap();
+        assert_eq!(idle, RotateOutcome::Ended);
+        assert_eq!(
+            store.session_for_refresh(&h("t1")).await.unwrap(),
+            None,
+            "no successor stored"
+        );
+        assert_eq!(
+            revoked_at(store, s.id).await,
+            None,
+            "idle expiry is not a revocation"
+        );
+        assert!(feed_for(store, s.id, at(100)).await.is_empty());
+        // The idle limit counts from the token's issue, not the session's start.
+        let ok = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(99), 10, 100))
+            .await
+            .unwrap();
+        assert_rotated(&ok, &s, false);
+        let ok = store
+            .rotate_refresh_token(&rotation("t1", "t2", at(198), 10, 100))
+            .await
+            .unwrap();
+        assert_rotated(&ok, &s, false);
+        let idle = store
+            .rotate_refresh_token(&rotation("t2", "t3", at(298), 10, 100))
+            .await
+            .unwrap();
+        assert_eq!(idle, RotateOutcome::Ended);
+    }
+
+    pub async fn rotation_session_expired_ends(cx: Ctx) {
+        let store = &*cx.store;
+        let u = user("alice");
+        store.create_user(&u).await.unwrap();
+        let s = session(u.id, T0, at(1000));
+        store.create_session(&s, &h("t0")).await.unwrap();
+        let ok = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(999), 10, 3600))
+            .await
+            .unwrap();
+        assert_rotated(&ok, &s, false);
+        for now in [at(1000), at(5000)] {
+            let end = store
+                .rotate_refresh_token(&rotation("t1", "t2", now, 10, 3600))
+                .await
+                .unwrap();
+            assert_eq!(end, RotateOutcome::Ended, "at {now:?}");
+            // A retired token after the end is not "reuse" either.
+            let old = store
+                .rotate_refresh_token(&rotation("t0", "t1", now, 10, 3600))
+                .await
+                .unwrap();
+            assert_eq!(old, RotateOutcome::Ended, "at {now:?}");
+        }
+        assert_eq!(revoked_at(store, s.id).await, None);
+    }
+
+    pub async fn rotation_unknown_hash_not_found(cx: Ctx) {
+        let store = &*cx.store;
+        let (_, s) = login(store, "alice", "t0").await;
+        let nf = store
+            .rotate_refresh_token(&rotation("nope", "nope2", at(10), 10, 3600))
+            .await
+            .unwrap();
+        assert_eq!(nf, RotateOutcome::NotFound);
+        assert_eq!(store.session_for_refresh(&h("nope2")).await.unwrap(), None);
+        assert_eq!(revoked_at(store, s.id).await, None);
+    }
+
+    pub async fn rotation_revoked_session_ends(cx: Ctx) {
+        let store = &*cx.store;
+        let (_, s) = login(store, "alice", "t0").await;
+        assert!(store.revoke_session(s.id, at(5), at(905)).await.unwrap());
+        let end = store
+            .rotate_refresh_token(&rotation("t0", "t1", at(10), 10, 3600))
+            .await
+            .unwrap();
+        assert_eq!(end, RotateOutcome::Ended);
+        assert_eq!(store.session_for_refresh(&h("t1")).await.unwrap(), None);
+        assert_eq!(revoked_at(store, s.id).await, Some(at(5)));
+        assert_eq!(feed_for(store, s.id, at(10)).await.len(), 1);
+    }
+
+    /// Runs `n` rotations of the same token at once and returns their outcomes.
+    async fn race(store: &Arc<dyn Store>, n: usize, rot: &Rotation) -> Vec<RotateOutcome> {
+        let barrier = Arc::new(tokio::sync::Barrier::new(n));
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let store = Arc::clone(store);
+                let barrier = Arc::clone(&barrier);
+                let rot = rot.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.rotate_refresh_token(&rot).await
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for t in tasks {
+            match t.await.expect("task panicked") {
+                Ok(o) => out.push(o),
+                Err(e) => {
+                    panic!("concurrent rotation failed: {e:?} (e.g. SQLite 'database is locked')")
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn concurrent_rotation_same_token(cx: Ctx) {
+        let (_, s) = login(&*cx.store, "alice", "t0").await;
+        let out = race(&cx.store, 10, &rotation("t0", "t1", at(60), 10, 3600)).await;
+        let fresh = out
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    RotateOutcome::Rotated {
+                        repeated: false,
+                        ..
+                    }
+                )
+            })
+            .count();
+        let repeat = out
+            .iter()
+            .filter(|o| matches!(o, RotateOutcome::Rotated { repeated: true, .. }))
+            .count();
+        assert_eq!((fresh, repeat), (1, 9), "{out:#?}");
+        for o in &out {
+            assert_rotated(
+                o,
+                &s,
+                matches!(o, RotateOutcome::Rotated { repeated: true, .. }),
+            );
+        }
+        let store = &*cx.store;
+        assert_eq!(revoked_at(store, s.id).await, None);
+        assert!(feed_for(store, s.id, at(60)).await.is_empty());
+        // Exactly one successor was made current, and it rotates on.
+        let next = store
+            .rotate_refresh_token(&rotation("t1", "t2", at(61), 10, 3600))
+            .await
+            .unwrap();
+        assert_rotated(&next, &s, false);
+    }
+
+    pub async fn concurrent_rotation_grace_zero(cx: Ctx) {
+        let (_, s) = login(&*cx.store, "alice", "t0").await;
+        let out = race(&cx.store, 10, &rotation("t0", "t1", at(60), 0, 3600)).await;
+        // Without a grace, everyone but the winner presented a retired token: reuse (or,
+        // once the family is revoked, ended). Never a repeated success.
+        let fresh = out
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    RotateOutcome::Rotated {
+                        repeated: false,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(fresh, 1, "{out:#?}");
+        assert!(
+            out.iter().all(|o| matches!(
+                o,
+                RotateOutcome::Rotated {
+                    repeated: false,
+                    ..
+                } | RotateOutcome::Reused { .. }
+                    | RotateOutcome::Ended
+            )),
+            "{out:#?}"
+        );
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, RotateOutcome::Reused { .. })),
+            "{out:#?}"
+        );
+        let store = &*cx.store;
+        assert_eq!(revoked_at(store, s.id).await, Some(at(60)));
+        assert_eq!(
+            feed_for(store, s.id, at(60)).await.len(),
+            1,
+            "one feed entry per revocation"
+        );
+    }
+
+    pub async fn revocation_feed(cx: Ctx) {
+        let store = &*cx.store;
+        let u1 = user("alice");
+        let u2 = user("bob");
+        store.create_user(&u1).await.unwrap();
+        store.create_user(&u2).await.unwrap();
+        let far = at(100_000);
+        let s1 = session(u1.id, T0, far);
+        let s2 = session(u1.id, T0, far);
+        let s3 = session(u1.id, T0, far);
+        let s4 = session(u1.id, T0, at(10)); // already over when the user is revoked
+        let t1 = session(u2.id, T0, far);
+        for (s, tok) in [
+            (&s1, "s1"),
+            (&s2, "s2"),
+            (&s3, "s3"),
+            (&s4, "s4"),
+            (&t1, "t1"),
+        ] {
+            store.create_session(s, &h(tok)).await.unwrap();
+        }
+
+        assert!(store.revocations_since(0, T0).await.unwrap().is_empty());
+
+        // revoke_session: true once, then false; false for an unknown session.
+        assert!(store.revoke_session(s3.id, at(50), at(950)).await.unwrap());
+        assert!(!store.revoke_session(s3.id, at(60), at(960)).await.unwrap());
+        assert!(!store
+            .revoke_session(SessionId::random(), at(60), at(960))
+            .await
+            .unwrap());
+        assert_eq!(revoked_at(store, s3.id).await, Some(at(50)));
+
+        // revoke_user: the user's live sessions only.
+        let got: BTreeSet<SessionId> = store
+            .revoke_user(u1.id, at(100), at(1000))
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(got, BTreeSet::from([s1.id, s2.id]));
+        assert_eq!(revoked_at(store, s1.id).await, Some(at(100)));
+        assert_eq!(revoked_at(store, s2.id).await, Some(at(100)));
+        assert_eq!(
+            revoked_at(store, s3.id).await,
+            Some(at(50)),
+            "earlier revocation kept"
+        );
+        assert_eq!(
+            revoked_at(store, s4.id).await,
+            None,
+            "ended session not revoked"
+        );
+        assert_eq!(revoked_at(store, t1.id).await, None, "other user untouched");
+
+        let feed = store.revocations_since(0, at(100)).await.unwrap();
+        assert_eq!(feed.len(), 4, "{feed:#?}");
+        assert!(
+            feed.windows(2).all(|w| w[0].id < w[1].id),
+            "in id order: {feed:#?}"
+        );
+        assert_eq!(
+            (feed[0].target, feed[0].at, feed[0].until),
+            (RevocationTarget::Session(s3.id), at(50), at(950))
+        );
+        for sid in [s1.id, s2.id] {
+            let want = (RevocationTarget::Session(sid), at(100), at(1000));
+            assert_eq!(
+                feed[1..3]
+                    .iter()
+                    .filter(|r| (r.target, r.at, r.until) == want)
+                    .count(),
+                1,
+                "{feed:#?}"
+            );
+        }
+        assert_eq!(
+            (feed[3].target, feed[3].at, feed[3].until),
+            (RevocationTarget::User(u1.id), at(100), at(1000))
+        );
+
+        // The cursor is exclusive.
+        assert_eq!(
+            store.revocations_since(feed[0].id, at(100)).await.unwrap(),
+            feed[1..]
+        );
+        assert_eq!(
+            store.revocations_since(feed[2].id, at(100)).await.unwrap(),
+            feed[3..]
+        );
+        assert!(store
+            .revocations_since(feed[3].id, at(100))
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Revoking a user with no live sessions still records the user entry.
+        assert!(store
+            .revoke_user(u1.id, at(110), at(1010))
+            .await
+            .unwrap()
+            .is_empty());
+        let more = store.revocations_since(feed[3].id, at(110)).await.unwrap();
+        assert_eq!(more.len(), 1);
+        assert_eq!(
+            (more[0].target, more[0].until),
+            (RevocationTarget::User(u1.id), at(1010))
+        );
+        assert!(more[0].id > feed[3].id);
+
+        // Entries whose `until` has come are omitted.
+        assert!(store.revoke_session(t1.id, at(200), at(300)).await.unwrap());
+        let t1_entry = |v: &[Revocation]| {
+            v.iter()
+                .any(|r| r.target == RevocationTarget::Session(t1.id))
+        };
+        assert!(t1_entry(
+            &store.revocations_since(0, at(299)).await.unwrap()
+        ));
+        let at300 = store.revocations_since(0, at(300)).await.unwrap();
+        assert!(!t1_entry(&at300), "until == now is over");
+        assert_eq!(at300.len(), 5);
+        let at950 = store.revocations_since(0, at(950)).await.unwrap();
+        assert!(at950.iter().all(|r| r.until > at(950)), "{at950:#?}");
+        assert_eq!(at950.len(), 4);
+        assert!(store
+            .revocations_since(0, at(1010))
+            .await
+            .unwrap()
+            .is_empty());
+
+        // purge_expired deletes exactly what revocations_since no longer returns.
+        assert_eq!(store.purge_expired(at(300)).await.unwrap(), 1);
+        let all = store.revocations_since(0, UnixTime(0)).await.unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(!t1_entry(&all));
+        assert_eq!(store.purge_expired(at(300)).await.unwrap(), 0);
+        assert_eq!(store.purge_expired(at(1000)).await.unwrap(), 4);
+        let left = store.revocations_since(0, UnixTime(0)).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].target, RevocationTarget::User(u1.id));
+        // No session was old enough to purge.
+        for s in [&s1, &s2, &s3, &s4, &t1] {
+            assert!(store.session(s.id).await.unwrap().is_some());
+        }
+    }
+
+    pub async fn purge_expired_sessions(cx: Ctx) {
+        let store = &*cx.store;
+        let u = user("alice");
+        store.create_user(&u).await.unwrap();
+        let old = session(u.id, T0, at(10));
+        let live = session(u.id, T0, at(200_000));
+        store.create_session(&old, &h("old-0")).await.unwrap();
+        store.create_session(&live, &h("live-0")).await.unwrap();
+        assert_rotated(
+            &store
+                .rotate_refresh_token(&rotation("old-0", "old-1", at(5), 10, 3600))
+                .await
+                .unwrap(),
+            &old,
+            false,
+        );
+
+        // Kept for a day after its end, so late reuse is still recognised...
+        assert_eq!(store.purge_expired(at(10 + 86_400)).await.unwrap(), 0);
+        assert!(store.session(old.id).await.unwrap().is_some());
+        assert_eq!(
+            store.session_for_refresh(&h("old-0")).await.unwrap(),
+            Some(old.clone())
+        );
+        // ...then removed with all its refresh tokens.
+        assert_eq!(store.purge_expired(at(10 + 86_401)).await.unwrap(), 1);
+        assert_eq!(store.session(old.id).await.unwrap(), None);
+        assert_eq!(store.session_for_refresh(&h("old-0")).await.unwrap(), None);
+        assert_eq!(store.session_for_refresh(&h("old-1")).await.unwrap(), None);
+        let gone = store
+            .rotate_refresh_token(&rotation("old-1", "old-2", at(86_500), 10, 1_000_000))
+            .await
+            .unwrap();
+        assert_eq!(gone, RotateOutcome::NotFound);
+        assert_eq!(store.session(live.id).await.unwrap(), Some(live.clone()));
+        assert_eq!(
+            store.session_for_refresh(&h("live-0")).await.unwrap(),
+            Some(live)
+        );
+    }
+
+    fn key(kid: &str, created: u64, activates: u64, sealed: &[u8]) -> StoredKey {
+        StoredKey {
+            kid: kid.to_owned(),
+            alg: "EdDSA".to_owned(),
+            created_at: at(created),
+            activates_at: at(activates),
+            retires_at: None,
+            expires_at: None,
+            sealed: sealed.to_vec(),
+        }
+    }
+
+    pub async fn keys(cx: Ctx) {
+        let store = &*cx.store;
+        assert!(store.list_keys().await.unwrap().is_empty());
+        let mut k1 = key("k1", 0, 0, &[1, 0, 255, 7]);
+        let mut k2 = key("k2", 40, 100, &[2; 60]);
+        let mut k3 = key("k3", 50, 100, b"\x00sealed\x00");
+        k3.alg = "HS256".to_owned();
+        for k in [&k3, &k1, &k2] {
+            store.insert_key(k).await.unwrap();
+        }
+        assert!(matches!(
+            store.insert_key(&key("k1", 1, 1, &[9])).await,
+            Err(StoreError::Conflict)
+        ));
+
+        // By activation time, then creation time; every field round-trips.
+        assert_eq!(
+            store.list_keys().await.unwrap(),
+            [k1.clone(), k2.clone(), k3.clone()]
+        );
+
+        store
+            .update_key_times("k1", Some(at(200)), Some(at(300)))
+            .await
+            .unwrap();
+        store
+            .update_key_times("k2", Some(at(900)), Some(at(1000)))
+            .await
+            .unwrap();
+        store
+            .update_key_times("missing", Some(at(1)), Some(at(2)))
+            .await
+            .unwrap();
+        (k1.retires_at, k1.expires_at) = (Some(at(200)), Some(at(300)));
+        (k2.retires_at, k2.expires_at) = (Some(at(900)), Some(at(1000)));
+        assert_eq!(
+            store.list_keys().await.unwrap(),
+            [k1.clone(), k2.clone(), k3.clone()]
+        );
+        // Times can be cleared again.
+        store.update_key_times("k2", None, None).await.unwrap();
+        k2.retires_at = None;
+        k2.expires_at = None;
+        assert_eq!(store.list_keys().await.unwrap()[1], k2);
+        store
+            .update_key_times("k2", Some(at(900)), Some(at(1000)))
+            .await
+            .unwrap();
+        (k2.retires_at, k2.expires_at) = (Some(at(900)), Some(at(1000)));
+
+        // Deleted once expired (at the expiry instant); keys without expiry never.
+        assert_eq!(store.delete_expired_keys(at(299)).await.unwrap(), 0);
+        assert_eq!(store.delete_expired_keys(at(300)).await.unwrap(), 1);
+        assert_eq!(store.list_keys().await.unwrap(), [k2.clone(), k3.clone()]);
+        assert_eq!(store.delete_expired_keys(at(1_000_000)).await.unwrap(), 1);
+        assert_eq!(store.list_keys().await.unwrap(), [k3.clone()]);
+
+        // Debug never prints the sealed bytes.
+        let dbg = format!("{k3:?}");
+        assert!(dbg.contains("k3") && !dbg.contains("sealed:"), "{dbg}");
+    }
+
+    pub async fn clients(cx: Ctx) {
+        let store = &*cx.store;
+        assert!(store.list_clients().await.unwrap().is_empty());
+        let billing = StoredClient {
+            key_id: "kid-b".to_owned(),
+            name: "billing".to_owned(),
+            sealed: vec![0xde, 0xad, 0, 0xbe, 0xef],
+            created_at: at(1),
+            disabled: false,
+        };
+        let api = StoredClient {
+            key_id: "kid-z".to_owned(),
+            name: "api".to_owned(),
+            sealed: vec![7; 48],
+            created_at: at(2),
+            disabled: true,
+        };
+        store.create_client(&billing).await.unwrap();
+        store.create_client(&api).await.unwrap();
+
+        let mut same_name = api.clone();
+        same_name.key_id = "kid-other".to_owned();
+        assert!(matches!(
+            store.create_client(&same_name).await,
+            Err(StoreError::Conflict)
+        ));
+        let mut same_kid = api.clone();
+        same_kid.name = "other".to_owned();
+        assert!(matches!(
+            store.create_client(&same_kid).await,
+            Err(StoreError::Conflict)
+        ));
+
+        assert_eq!(store.client("kid-b").await.unwrap(), Some(billing.clone()));
+        assert_eq!(store.client("kid-z").await.unwrap(), Some(api.clone()));
+        assert_eq!(store.client("kid-other").await.unwrap(), None);
+        assert_eq!(store.client("").await.unwrap(), None);
+        // By name.
+        assert_eq!(store.list_clients().await.unwrap(), [api, billing]);
+    }
+
+    pub async fn audit(cx: Ctx) {
+        let store = &*cx.store;
+        assert!(store.recent_audit(5).await.unwrap().is_empty());
+        let e1 = AuditEvent {
+            at: at(1),
+            kind: "login_failure".to_owned(),
+            username: Some("alice".to_owned()),
+            user_id: None,
+            session_id: None,
+            ip: Some("192.0.2.1".to_owned()),
+            user_agent: Some("curl/8.5".to_owned()),
+            detail: Some("bad password".to_owned()),
+        };
+        let e2 = AuditEvent {
+            at: at(2),
+            kind: "login_success".to_owned(),
+            username: Some("alice".to_owned()),
+            user_id: Some(UserId::random().to_string()),
+            session_id: Some(SessionId::random().to_string()),
+            ip: Some("2001:db8::1".to_owned()),
+            user_agent: None,
+            detail: None,
+        };
+        // Same timestamp as e2: order must follow insertion, not time.
+        let e3 = AuditEvent {
+            at: at(2),
+            kind: "key_rotation".to_owned(),
+            username: None,
+            user_id: None,
+            session_id: None,
+            ip: None,
+            user_agent: None,
+            detail: Some("kid k2".to_owned()),
+        };
+        for e in [&e1, &e2, &e3] {
+            store.record_audit(e).await.unwrap();
+        }
+        assert_eq!(
+            store.recent_audit(2).await.unwrap(),
+            [e2.clone(), e3.clone()]
+        );
+        assert_eq!(
+            store.recent_audit(1).await.unwrap(),
+            std::slice::from_ref(&e3)
+        );
+        assert_eq!(store.recent_audit(10).await.unwrap(), [e1, e2, e3]);
+        assert!(store.recent_audit(0).await.unwrap().is_empty());
+    }
+}
