@@ -266,7 +266,11 @@ fn browser_grant(state: &AppState, user: &User, session: &Session, grant: &Grant
             access_token: &grant.access_token,
             access_ttl: state.access_ttl(),
             refresh_token: &grant.refresh_token,
-            refresh_max_age: session.expires_at.0.saturating_sub(now.0),
+            refresh_max_age: session
+                .expires_at
+                .0
+                .saturating_sub(now.0)
+                .min(state.config.tokens.refresh_ttl.as_secs()),
             csrf_token: &csrf_token,
         },
     );

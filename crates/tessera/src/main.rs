@@ -1,1 +1,483 @@
-fn main() {}
+//! `tessera`: the authentication gateway (`serve`) and its administration commands.
+
+mod config;
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tessera_core::password::{self, HashParams};
+use tessera_core::{Clock, MasterKey, SystemClock, UserId};
+use tessera_server::config::{Config, ConfigError, LogFormat, TlsMode};
+use tessera_server::state::key_schedule;
+use tessera_server::{keys, AppState, StateParts};
+use tessera_store::{Store, StoreError, User};
+
+#[derive(Parser)]
+#[command(name = "tessera", version, about = "Authentication gateway for single-page apps and mobile clients")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ConfigArg {
+    /// TOML configuration file; every key can be overridden by TESSERA_<KEY>.
+    #[arg(long, short = 'c', global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        cfg: ConfigArg,
+        /// Address to listen on (overrides `listen`); port 0 picks a free one.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Demo: embedded SQLite, self-signed TLS, a demo user, the demo SPA and API.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+    /// Manage signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+    /// Show recent audit events.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        /// Login name: 1–64 of A–Z a–z 0–9 . _ @ -
+        name: String,
+        /// A role (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from stdin (required: passwords never go on the command line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Change a user's password (read from stdin); ends all their sessions.
+    Passwd {
+        /// Login name.
+        name: String,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Log a user out everywhere.
+    Revoke {
+        /// Login name.
+        name: String,
+    },
+    /// Import users from a file of `username:phc_hash[:role,role]` lines (argon2 or bcrypt).
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List signing keys and their status.
+    List,
+    /// Rotate now: a new key signs from now on; the old one verifies until its tokens expire.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the latest events as JSON lines.
+    Tail {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: i64,
+    },
+}
+
+/// A failure and its exit code (2 for configuration problems).
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure { code: 2, message: e.to_string() }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        let code = if matches!(e, StoreError::Setup(_)) { 2 } else { 1 };
+        let message = match &e {
+            StoreError::Setup(m) => format!("configuration key `database_url`: {m}"),
+            other => other.to_string(),
+        };
+        Failure { code, message }
+    }
+}
+
+fn fail(message: impl Into<String>) -> Failure {
+    Failure { code: 1, message: message.into() }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tessera: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("tessera: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve { cfg, listen, demo } => serve(cfg.config.as_deref(), listen, demo).await,
+        Command::User { command, cfg } => user(command, cfg.config.as_deref()).await,
+        Command::Keys { command, cfg } => keys_cmd(command, cfg.config.as_deref()).await,
+        Command::Audit { command: AuditCommand::Tail { lines }, cfg } => {
+            let (_, store) = open(cfg.config.as_deref()).await?;
+            for e in store.recent_audit(lines.clamp(1, 10_000)).await? {
+                println!("{}", serde_json::to_string(&e).unwrap_or_default());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The master key: `TESSERA_MASTER_KEY`, else `data_dir/master.key` (made 0600 if missing).
+fn master_key(data_dir: &Path) -> Result<MasterKey, Failure> {
+    if let Ok(v) = std::env::var("TESSERA_MASTER_KEY") {
+        return MasterKey::parse(&v).ok_or_else(|| Failure {
+            code: 2,
+            message: "TESSERA_MASTER_KEY: must be 32 random bytes, base64-encoded".into(),
+        });
+    }
+    let path = data_dir.join("master.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    if meta.permissions().mode() & 0o077 != 0 {
+                        tracing::warn!(path = %path.display(), "master key file is readable by others; chmod 600 it");
+                    }
+                }
+            }
+            MasterKey::parse(&text).ok_or_else(|| Failure {
+                code: 2,
+                message: format!("{}: not a base64 32-byte master key", path.display()),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| Failure { code: 2, message: format!("configuration key `data_dir`: {}: {e}", data_dir.display()) })?;
+            let key = MasterKey::generate();
+            tessera_server::fsutil::write_private(&path, key.export_base64().as_bytes())
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            Ok(key)
+        }
+        Err(e) => Err(fail(format!("{}: {e}", path.display()))),
+    }
+}
+
+async fn open(file: Option<&Path>) -> Result<(Config, Arc<dyn Store>), Failure> {
+    let config = config::load(file)?;
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| Failure {
+            code: 2,
+            message: format!("configuration key `data_dir`: {}: {e}", config.data_dir.display()),
+        })?;
+    }
+    let store = tessera_store::open(&config.database_url()).await?;
+    Ok((config, store))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn serve(file: Option<&Path>, listen: Option<std::net::SocketAddr>, demo: bool) -> Result<(), Failure> {
+    let mut config = config::load(file)?;
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    init_tracing(&config);
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| Failure {
+        code: 2,
+        message: format!("configuration key `data_dir`: {}: {e}", config.data_dir.display()),
+    })?;
+    let master = master_key(&config.data_dir)?;
+    let store = tessera_store::open(&config.database_url()).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Failure { code: 2, message: format!("configuration key `listen`: cannot bind {}: {e}", config.listen) })?;
+    let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+    let tls_on = config.tls.mode != TlsMode::Off;
+    let scheme = if tls_on { "https" } else { "http" };
+    let public_origin = config.public_origin.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let origin_host = public_origin
+        .split_once("://")
+        .map(|(_, rest)| rest.rsplit_once(':').map_or(rest, |(h, _)| h).trim_matches(['[', ']']).to_owned())
+        .unwrap_or_default();
+    let tls = tessera_server::tls::server_config(&config.tls, &config.data_dir, &[origin_host])
+        .map_err(|m| Failure { code: 2, message: format!("configuration key `tls`: {m}") })?;
+
+    let mut upstream = None;
+    let mut demo_credentials = None;
+    if demo {
+        if config.upstream.is_none() {
+            upstream = Some(tessera_server::demo::spawn_api().await.map_err(|e| fail(format!("demo API: {e}")))?);
+        }
+        demo_credentials = Some(
+            tessera_server::demo::ensure_demo_user(store.as_ref(), &config.data_dir, config.passwords.params(), clock.now())
+                .await
+                .map_err(fail)?,
+        );
+    }
+    let state = AppState::build(StateParts {
+        config: config.clone(),
+        public_origin: public_origin.clone(),
+        store,
+        master,
+        clock,
+        upstream,
+        demo_assets: demo,
+        tls: tls_on,
+    })
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    tessera_server::sync::spawn(Arc::clone(&state));
+    let app = tessera_server::app(Arc::clone(&state));
+    if let Some((user, password)) = demo_credentials {
+        println!("demo user: {user}  password: {password}");
+        println!("open {public_origin}/ (self-signed certificate: accept it in the browser)");
+    }
+    println!("listening on {scheme}://{addr}");
+    tracing::info!(%addr, %public_origin, "tessera started");
+    tessera_server::serve::run(listener, app, tls, config.limits.clone(), shutdown_signal()).await;
+    Ok(())
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+}
+
+fn valid_role(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+fn read_password(config: &Config, username: &str, from_stdin: bool) -> Result<zeroize::Zeroizing<String>, Failure> {
+    if !from_stdin {
+        return Err(fail("pass --password-stdin and write the password to standard input"));
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("password (then Enter):");
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    stdin.lock().read_line(&mut line).map_err(|e| fail(format!("reading stdin: {e}")))?;
+    let pw = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    let p = &config.passwords;
+    if pw.chars().count() < p.min_length {
+        return Err(fail(format!("password too short: at least {} characters", p.min_length)));
+    }
+    if pw.len() > p.max_length {
+        return Err(fail(format!("password too long: at most {} bytes", p.max_length)));
+    }
+    if pw.eq_ignore_ascii_case(username) {
+        return Err(fail("password must not be the username"));
+    }
+    Ok(pw)
+}
+
+fn hash(pw: &str, params: HashParams) -> Result<String, Failure> {
+    password::hash_password(pw, params).map_err(|e| fail(e.to_string()))
+}
+
+async fn find_user(store: &dyn Store, name: &str) -> Result<User, Failure> {
+    store.user_by_name(name).await?.ok_or_else(|| fail(format!("no user named {name:?}")))
+}
+
+fn token_life(config: &Config) -> u64 {
+    config.tokens.access_ttl.as_secs() + config.tokens.leeway.as_secs() + 1
+}
+
+async fn user(command: UserCommand, file: Option<&Path>) -> Result<(), Failure> {
+    let (config, store) = open(file).await?;
+    let now = SystemClock.now();
+    match command {
+        UserCommand::Add { name, roles, password_stdin } => {
+            if !valid_name(&name) {
+                return Err(fail("username: 1 to 64 of A-Z a-z 0-9 . _ @ -"));
+            }
+            if let Some(bad) = roles.iter().find(|r| !valid_role(r)) {
+                return Err(fail(format!("role {bad:?}: 1 to 64 of A-Z a-z 0-9 . _ : -")));
+            }
+            let pw = read_password(&config, &name, password_stdin)?;
+            let user = User {
+                id: UserId::random(),
+                username: name.clone(),
+                password_hash: hash(&pw, config.passwords.params())?,
+                roles,
+                created_at: now,
+                disabled: false,
+            };
+            match store.create_user(&user).await {
+                Ok(()) => println!("added user {name} ({})", user.id),
+                Err(StoreError::Conflict) => return Err(fail(format!("user {name:?} already exists"))),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        UserCommand::List => {
+            println!("{:<24} {:<24} {:<10} ROLES", "USERNAME", "ID", "STATUS");
+            for u in store.list_users().await? {
+                let status = if u.disabled { "disabled" } else { "active" };
+                println!("{:<24} {:<24} {:<10} {}", u.username, u.id, status, u.roles.join(","));
+            }
+        }
+        UserCommand::Passwd { name, password_stdin } => {
+            let user = find_user(store.as_ref(), &name).await?;
+            let pw = read_password(&config, &name, password_stdin)?;
+            store.set_password_hash(user.id, &hash(&pw, config.passwords.params())?).await?;
+            let ended = store.revoke_user(user.id, now, now.plus(token_life(&config))).await?;
+            println!("password changed for {name}; {} session(s) ended", ended.len());
+        }
+        UserCommand::Revoke { name } => {
+            let user = find_user(store.as_ref(), &name).await?;
+            let ended = store.revoke_user(user.id, now, now.plus(token_life(&config))).await?;
+            println!("{name} logged out everywhere: {} session(s) ended", ended.len());
+        }
+        UserCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            let (mut added, mut skipped) = (0, 0);
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let mut parts = line.splitn(3, ':');
+                let (Some(name), Some(phc)) = (parts.next(), parts.next()) else {
+                    return Err(fail(format!("{}:{}: expected username:hash[:roles]", file.display(), i + 1)));
+                };
+                let roles: Vec<String> = parts
+                    .next()
+                    .map(|r| r.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                    .unwrap_or_default();
+                if !valid_name(name) || !password::is_supported_hash(phc) || !roles.iter().all(|r| valid_role(r)) {
+                    return Err(fail(format!("{}:{}: bad username, roles or unsupported hash (argon2 or bcrypt PHC)", file.display(), i + 1)));
+                }
+                let user = User {
+                    id: UserId::random(),
+                    username: name.to_owned(),
+                    password_hash: phc.to_owned(),
+                    roles,
+                    created_at: now,
+                    disabled: false,
+                };
+                match store.create_user(&user).await {
+                    Ok(()) => added += 1,
+                    Err(StoreError::Conflict) => skipped += 1,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            println!("imported {added} user(s), skipped {skipped} existing; hashes are upgraded to argon2id at each user's next login");
+        }
+    }
+    Ok(())
+}
+
+async fn keys_cmd(command: KeysCommand, file: Option<&Path>) -> Result<(), Failure> {
+    let (config, store) = open(file).await?;
+    let master = master_key(&config.data_dir)?;
+    let now = SystemClock.now();
+    let schedule = key_schedule(&config);
+    match command {
+        KeysCommand::List => {
+            keys::ensure_keys(store.as_ref(), &master, schedule, now).await.map_err(|e| fail(e.to_string()))?;
+            let ring = keys::load_ring(store.as_ref(), &master, now).await.map_err(|e| fail(e.to_string()))?;
+            println!("{:<14} {:<6} {:<8} {:<12} {:<12} EXPIRES", "KID", "ALG", "STATUS", "ACTIVATES", "RETIRES");
+            let fmt = |t: Option<tessera_core::UnixTime>| t.map_or("-".to_owned(), |t| t.0.to_string());
+            for k in ring.keys() {
+                let status = format!("{:?}", ring.status(k.kid(), now)).to_lowercase();
+                println!(
+                    "{:<14} {:<6} {:<8} {:<12} {:<12} {}",
+                    k.kid(),
+                    k.alg().name(),
+                    status,
+                    k.activates_at().0,
+                    fmt(k.retires_at()),
+                    fmt(k.expires_at())
+                );
+            }
+        }
+        KeysCommand::Rotate => {
+            let kid = keys::rotate_now(store.as_ref(), &master, schedule, now).await.map_err(|e| fail(e.to_string()))?;
+            println!("rotated: new signing key {kid}; running nodes pick it up within {}s", config.sync.key_poll.as_secs());
+        }
+    }
+    Ok(())
+}
