@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod cookies;
 pub mod demo;
+pub mod dpop;
 pub mod error;
 pub mod fsutil;
 pub mod gateway;
@@ -22,6 +23,7 @@ pub mod serve;
 pub mod state;
 pub mod sync;
 pub mod tls;
+pub mod token_endpoint;
 
 use std::sync::Arc;
 
@@ -63,6 +65,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/auth/refresh", post(routes::refresh_browser).merge(nope.clone()))
         .route("/auth/logout", post(routes::logout).merge(nope.clone()))
         .route("/auth/logout-all", post(routes::logout_all).merge(nope.clone()))
+        .route("/auth/token", post(token_endpoint::token).merge(nope.clone()))
+        .route("/auth/revoke", post(token_endpoint::revoke).merge(nope.clone()))
         .route("/auth/verify", any(routes::verify))
         .route("/.well-known/jwks.json", get(routes::jwks).merge(nope.clone()))
         .route("/healthz", get(routes::healthz).merge(nope.clone()))

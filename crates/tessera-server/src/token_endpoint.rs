@@ -1,0 +1,181 @@
+//! The OAuth2-shaped endpoints for mobile and API clients (no cookies):
+//! `POST /auth/token` (RFC 6749 §4.3 password and §6 refresh_token grants) and
+//! `POST /auth/revoke` (RFC 7009). Answers and errors have the RFC 6749 §5 shapes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use tessera_core::refresh;
+
+use crate::audit::{self, Event, PeerAddr};
+use crate::error::AppError;
+use crate::metrics::inc;
+use crate::routes::{self, check_password, content_type_is, read_body, PasswordCheck, RefreshResult, AUTH_BODY_LIMIT};
+use crate::state::AppState;
+
+type AppResult<T> = Result<T, AppError>;
+
+fn oauth(status: StatusCode, code: &'static str, description: &'static str) -> AppError {
+    AppError::new(status, "invalid_request", description).oauth(code)
+}
+
+fn invalid_request(description: &'static str) -> AppError {
+    oauth(StatusCode::BAD_REQUEST, "invalid_request", description)
+}
+
+fn invalid_grant(description: &'static str) -> AppError {
+    oauth(StatusCode::BAD_REQUEST, "invalid_grant", description)
+}
+
+/// Parses a form (`application/x-www-form-urlencoded`) or JSON object body into
+/// parameters. Repeated parameters are refused (RFC 6749 §3.2); JSON values must be strings.
+async fn params(headers: &HeaderMap, body: axum::body::Body) -> AppResult<HashMap<String, String>> {
+    let is_form = content_type_is(headers, "application/x-www-form-urlencoded");
+    let is_json = content_type_is(headers, "application/json");
+    if !is_form && !is_json {
+        return Err(AppError::unsupported_media_type().oauth("invalid_request"));
+    }
+    let bytes = read_body(body, AUTH_BODY_LIMIT).await.map_err(|e| e.oauth("invalid_request"))?;
+    let mut out = HashMap::new();
+    if is_form {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&bytes).map_err(|_| invalid_request("malformed form body"))?;
+        for (k, v) in pairs {
+            if out.insert(k, v).is_some() {
+                return Err(invalid_request("a parameter is repeated"));
+            }
+        }
+    } else {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&bytes).map_err(|_| invalid_request("malformed JSON body"))?;
+        for (k, v) in map {
+            match v {
+                serde_json::Value::String(s) => {
+                    out.insert(k, s);
+                }
+                _ => return Err(invalid_request("parameters must be strings")),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn token_response(state: &AppState, grant: &routes::Grant) -> Response {
+    let token_type = if grant.claims.cnf.is_some() { "DPoP" } else { "Bearer" };
+    let mut res = Json(json!({
+        "access_token": grant.access_token,
+        "token_type": token_type,
+        "expires_in": state.access_ttl(),
+        "refresh_token": grant.refresh_token,
+    }))
+    .into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// `POST /auth/token`.
+pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
+    let (parts, body) = req.into_parts();
+    let origin = audit::origin(&state, parts.extensions.get::<PeerAddr>().copied(), &parts.headers);
+    let p = params(&parts.headers, body).await?;
+    let binding = crate::dpop::token_request_binding(&state, &parts)?;
+    match p.get("grant_type").map(String::as_str) {
+        None => Err(invalid_request("grant_type is required")),
+        Some("password") => {
+            let (Some(username), Some(password)) = (p.get("username"), p.get("password")) else {
+                return Err(invalid_request("username and password are required"));
+            };
+            let user = match check_password(&state, username, password).await.map_err(oauth_shape)? {
+                PasswordCheck::Ok(user) => user,
+                PasswordCheck::Bad => {
+                    inc(&state.metrics.login_failure);
+                    audit::record(&state, &origin, Event { kind: "login_failure", username: Some(username), detail: Some("token endpoint".into()), ..Default::default() });
+                    return Err(invalid_grant("wrong username or password"));
+                }
+            };
+            let (session, grant) = routes::start_session(&state, &user, "api", binding).await.map_err(oauth_shape)?;
+            inc(&state.metrics.login_success);
+            audit::record(&state, &origin, Event { kind: "login_success", username: Some(&user.username), user_id: Some(user.id.to_string()), session_id: Some(session.id.to_string()), detail: Some("token endpoint".into()), ..Default::default() });
+            Ok(token_response(&state, &grant))
+        }
+        Some("refresh_token") => {
+            let Some(token) = p.get("refresh_token").filter(|t| refresh::is_well_formed(t)) else {
+                return Err(invalid_grant("refresh_token is missing or malformed"));
+            };
+            let session = state
+                .store
+                .session_for_refresh(&refresh::hash(token))
+                .await
+                .map_err(|e| oauth_shape(AppError::unavailable(e)))?
+                .ok_or_else(|| invalid_grant("unknown refresh token"))?;
+            // A browser family refreshes only through its cookie at /auth/refresh.
+            if session.client != "api" {
+                return Err(invalid_grant("unknown refresh token"));
+            }
+            // A bound family refreshes only with a proof by the same key (RFC 9449 §5).
+            if session.dpop_jkt != binding {
+                return Err(oauth(StatusCode::BAD_REQUEST, "invalid_dpop_proof", "a DPoP proof by the key this token is bound to is required"));
+            }
+            match routes::rotate(&state, token).await.map_err(oauth_shape)? {
+                RefreshResult::Rotated(session, user, grant) => {
+                    audit::record(&state, &origin, Event { kind: "refresh", username: Some(&user.username), user_id: Some(user.id.to_string()), session_id: Some(session.id.to_string()), detail: Some("token endpoint".into()), ..Default::default() });
+                    Ok(token_response(&state, &grant))
+                }
+                RefreshResult::Reused(session) => {
+                    audit::record(&state, &origin, Event { kind: "refresh_reuse", user_id: Some(session.user_id.to_string()), session_id: Some(session.id.to_string()), detail: Some("session revoked".into()), ..Default::default() });
+                    Err(oauth(
+                        StatusCode::UNAUTHORIZED,
+                        "refresh_token_reused",
+                        "this refresh token was already used; the session has been ended",
+                    ))
+                }
+                RefreshResult::Invalid => Err(invalid_grant("refresh token expired or revoked")),
+            }
+        }
+        Some(_) => Err(oauth(StatusCode::BAD_REQUEST, "unsupported_grant_type", "supported: password, refresh_token")),
+    }
+}
+
+/// Re-shapes a tessera error (503, 429, 413…) into the RFC 6749 shape, keeping its code.
+fn oauth_shape(e: AppError) -> AppError {
+    let code = e.code();
+    e.oauth(code)
+}
+
+/// `POST /auth/revoke` (RFC 7009): revokes the session of a refresh token (or of a valid
+/// access token). Always 200 for well-formed requests, known token or not (§2.2).
+pub async fn revoke(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
+    let (parts, body) = req.into_parts();
+    let origin = audit::origin(&state, parts.extensions.get::<PeerAddr>().copied(), &parts.headers);
+    let p = params(&parts.headers, body).await?;
+    let Some(token) = p.get("token") else {
+        return Err(invalid_request("token is required"));
+    };
+    let sid = if refresh::is_well_formed(token) {
+        state
+            .store
+            .session_for_refresh(&refresh::hash(token))
+            .await
+            .map_err(|e| oauth_shape(AppError::unavailable(e)))?
+            .map(|s| s.id)
+    } else {
+        let ring = state.keys.load();
+        ring.verify(token, &state.verifier, &state.denylist, state.clock.now())
+            .ok()
+            .and_then(|v| v.claims().session_id())
+    };
+    if let Some(sid) = sid {
+        routes::revoke_session(&state, sid).await.map_err(oauth_shape)?;
+        audit::record(&state, &origin, Event { kind: "revoke", session_id: Some(sid.to_string()), detail: Some("RFC 7009".into()), ..Default::default() });
+    }
+    let mut res = StatusCode::OK.into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
