@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod hashing;
 pub mod keys;
 pub mod metrics;
+pub mod ratelimit;
 pub mod routes;
 pub mod serve;
 pub mod state;

@@ -76,13 +76,33 @@ pub enum PasswordCheck {
 
 /// Checks credentials on the hashing pool. Unknown users are checked against the dummy
 /// hash so both paths cost one Argon2id run; a hash with old parameters is upgraded.
-pub async fn check_password(state: &Arc<AppState>, username: &str, password: &str) -> AppResult<PasswordCheck> {
+pub async fn check_password(
+    state: &Arc<AppState>,
+    username: &str,
+    password: &str,
+    ip: Option<std::net::IpAddr>,
+) -> AppResult<PasswordCheck> {
     if username.is_empty() || username.len() > 128 || password.is_empty() {
         return Err(AppError::invalid_request("username and password are required"));
     }
     if password.len() > state.config.passwords.max_length {
         return Err(AppError::invalid_request("password too long"));
     }
+    let now = state.clock.now();
+    if let Err(wait) = state.limiter.before_attempt(username, ip, now) {
+        inc(&state.metrics.login_rate_limited);
+        return Err(AppError::rate_limited(wait));
+    }
+    let result = check_password_unthrottled(state, username, password).await;
+    match &result {
+        Ok(PasswordCheck::Ok(_)) => state.limiter.succeeded(username, ip, now),
+        Ok(PasswordCheck::Bad) => state.limiter.failed(username, now),
+        Err(_) => {}
+    }
+    result
+}
+
+async fn check_password_unthrottled(state: &Arc<AppState>, username: &str, password: &str) -> AppResult<PasswordCheck> {
     let user = state.store.user_by_name(username).await.map_err(|e| {
         inc(&state.metrics.store_errors);
         AppError::unavailable(e)
@@ -289,7 +309,7 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResul
     // Login CSRF: a foreign page must not log the victim into the attacker's account.
     auth::check_origin(&state, &parts.headers)?;
     let body: LoginRequest = json_body(&parts.headers, body).await?;
-    let user = match check_password(&state, &body.username, &body.password).await? {
+    let user = match check_password(&state, &body.username, &body.password, origin.ip).await? {
         PasswordCheck::Ok(user) => user,
         PasswordCheck::Bad => {
             inc(&state.metrics.login_failure);

@@ -46,6 +46,8 @@ pub struct AppState {
     pub demo_assets: bool,
     /// Served over TLS (adds HSTS).
     pub tls: bool,
+    /// Brute-force throttling.
+    pub limiter: crate::ratelimit::RateLimiter,
     /// Counters.
     pub metrics: Metrics,
     /// Cursor into the revocation feed.
@@ -143,6 +145,10 @@ impl AppState {
             upstream,
             demo_assets,
             tls,
+            limiter: crate::ratelimit::RateLimiter::new(
+                config.rate_limit.per_username_per_minute,
+                config.rate_limit.per_ip_per_minute,
+            ),
             metrics: Metrics::default(),
             revocation_cursor: std::sync::atomic::AtomicI64::new(0),
             degraded: std::sync::atomic::AtomicBool::new(false),

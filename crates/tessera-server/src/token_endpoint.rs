@@ -92,7 +92,7 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
             let (Some(username), Some(password)) = (p.get("username"), p.get("password")) else {
                 return Err(invalid_request("username and password are required"));
             };
-            let user = match check_password(&state, username, password).await.map_err(oauth_shape)? {
+            let user = match check_password(&state, username, password, origin.ip).await.map_err(oauth_shape)? {
                 PasswordCheck::Ok(user) => user,
                 PasswordCheck::Bad => {
                     inc(&state.metrics.login_failure);
