@@ -10,6 +10,8 @@
 // The tokens never reach script: the signature half of the access token and the
 // refresh token are HttpOnly cookies. Script sees only the claims cookie (what
 // the token says, nothing secret) and the CSRF cookie (echoed in X-CSRF-Token).
+// session() and the cross-tab refresh check need that claims cookie, i.e. tessera's
+// default `cookies.mode = "split"`; in "whole" mode session() is always null.
 
 /** @typedef {{ iss: string, aud: string | string[], sub: string, sid: string, iat: number,
  *    nbf: number, exp: number, jti: string, roles: string[], username: string }} Claims */
@@ -76,8 +78,9 @@ export async function login(username, password) {
  * @throws {TesseraError} when tessera could not be reached or refused (the session may live on)
  */
 export async function logout() {
-  const res = await post("/auth/logout");
-  if (!res.ok && res.status !== 401) throw await errorFrom(res); // 401: already logged out
+  // through fetch(): with an expired access token, refresh first, or the refresh token would outlive the logout
+  const res = await reach(fetch("/auth/logout", { method: "POST" }));
+  if (!res.ok && res.status !== 401) throw await errorFrom(res); // 401: no session any more
   announce("logout");
 }
 
@@ -117,7 +120,7 @@ export function onChange(callback) {
  * @param {string | null} sentWith the claims stamp when the failed request was sent
  * @returns {Promise<boolean>} whether the session is usable again
  */
-function refresh(sentWith) {
+async function refresh(sentWith) {
   const run = async () => {
     const now = stamp();
     if (now !== null && now !== sentWith && session()) return true; // another tab did it
@@ -145,10 +148,15 @@ function send(/** @type {Request} */ request) {
   return globalThis.fetch(new Request(request, { headers }));
 }
 
-/** POST to one of tessera's own endpoints; a network failure becomes a TesseraError. */
-async function post(/** @type {string} */ path, /** @type {RequestInit} */ init = {}) {
+/** POST to one of tessera's own endpoints. */
+function post(/** @type {string} */ path, /** @type {RequestInit} */ init = {}) {
+  return reach(send(new Request(path, { ...init, method: "POST", credentials: "same-origin" })));
+}
+
+/** A network failure becomes a TesseraError with status 0. */
+async function reach(/** @type {Promise<Response>} */ pending) {
   try {
-    return await send(new Request(path, { ...init, method: "POST", credentials: "same-origin" }));
+    return await pending;
   } catch (err) {
     throw new TesseraError(`tessera could not be reached (${err})`, { status: 0, code: "network_error" });
   }

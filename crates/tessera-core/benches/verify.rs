@@ -61,6 +61,13 @@ fn bench(c: &mut Criterion) {
                 ring.verify_parts(parts, &verifier, &deny, NOW).unwrap()
             })
         });
+        let cache = tessera_core::VerifyCache::new(10_000);
+        g.bench_function(format!("{name}/tessera_cached_check_split_cookie"), |b| {
+            b.iter(|| {
+                let parts = TokenParts::from_split(black_box(&payload), black_box(&sig_cookie)).unwrap();
+                ring.verify_parts_cached(parts, &verifier, &deny, NOW, &cache).unwrap()
+            })
+        });
         g.bench_function(format!("{name}/tessera_full_check_bearer"), |b| {
             b.iter(|| ring.verify(black_box(&token), &verifier, &deny, NOW).unwrap())
         });

@@ -62,6 +62,7 @@ enum Material {
 /// A signing key with its life timestamps. The private part never prints.
 pub struct SigningKey {
     kid: String,
+    kid_shared: std::sync::Arc<str>,
     alg: Algorithm,
     created_at: UnixTime,
     activates_at: UnixTime,
@@ -154,6 +155,7 @@ impl SigningKey {
         );
         Ok(SigningKey {
             header_b64: b64::encode(header),
+            kid_shared: kid.as_str().into(),
             kid,
             alg,
             created_at,
@@ -393,13 +395,40 @@ impl KeyRing {
         denylist: &Denylist,
         now: UnixTime,
     ) -> Result<VerifiedToken, TokenError> {
+        let (claims, kid) = self.verify_signed(&parts)?;
+        verifier.check(&claims, denylist, now)?;
+        Ok(VerifiedToken::new(claims, kid))
+    }
+
+    /// Like [`KeyRing::verify_parts`], but a token seen before skips the header match,
+    /// signature and claim parsing (only after they all passed once). Issuer, audience,
+    /// time and denylist checks run on every call, so revocation and expiry win over the
+    /// cache. Clear the cache whenever the ring is replaced.
+    pub fn verify_parts_cached(
+        &self,
+        parts: TokenParts<'_>,
+        verifier: &Verifier,
+        denylist: &Denylist,
+        now: UnixTime,
+        cache: &crate::VerifyCache,
+    ) -> Result<VerifiedToken, TokenError> {
+        if let Some((claims, kid)) = cache.get(&parts) {
+            verifier.check(&claims, denylist, now)?;
+            return Ok(VerifiedToken::new(claims, kid));
+        }
+        let (claims, kid) = self.verify_signed(&parts)?;
+        verifier.check(&claims, denylist, now)?;
+        cache.insert(&parts, &claims, &kid);
+        Ok(VerifiedToken::new(claims, kid))
+    }
+
+    fn verify_signed(&self, parts: &TokenParts<'_>) -> Result<(std::sync::Arc<AccessClaims>, std::sync::Arc<str>), TokenError> {
         let key = self.key_for_header(parts.header)?;
         if !key.verify_signature(parts.header, parts.payload, parts.signature) {
             return Err(TokenError::BadSignature);
         }
         let claims = AccessClaims::from_payload_b64(parts.payload)?;
-        verifier.check(&claims, denylist, now)?;
-        Ok(VerifiedToken::new(claims, key.kid.clone()))
+        Ok((std::sync::Arc::new(claims), std::sync::Arc::clone(&key.kid_shared)))
     }
 
     fn key_for_header(&self, header: &str) -> Result<&SigningKey, TokenError> {

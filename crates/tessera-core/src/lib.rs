@@ -22,17 +22,22 @@
 //! ```
 
 pub mod b64;
+mod cache;
 mod clock;
 pub mod csrf;
 mod denylist;
+pub mod dpop;
 mod error;
+pub mod httpsig;
 mod ids;
 mod keys;
 pub mod password;
 pub mod refresh;
+pub mod replay;
 mod seal;
 mod token;
 
+pub use cache::VerifyCache;
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use denylist::{Denylist, DenylistStats};
 pub use error::TokenError;

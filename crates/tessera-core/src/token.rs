@@ -217,21 +217,25 @@ impl Verifier {
 /// Only [`crate::KeyRing::verify`] makes one.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
-    claims: AccessClaims,
-    kid: String,
+    claims: std::sync::Arc<AccessClaims>,
+    kid: std::sync::Arc<str>,
 }
 
 impl VerifiedToken {
-    pub(crate) fn new(claims: AccessClaims, kid: String) -> Self {
+    pub(crate) fn new(claims: std::sync::Arc<AccessClaims>, kid: std::sync::Arc<str>) -> Self {
         VerifiedToken { claims, kid }
     }
     /// The verified claims.
     pub fn claims(&self) -> &AccessClaims {
         &self.claims
     }
+    /// Consumes the token, keeping its (shared) claims.
+    pub fn into_shared_claims(self) -> std::sync::Arc<AccessClaims> {
+        self.claims
+    }
     /// Consumes the token, keeping its claims.
     pub fn into_claims(self) -> AccessClaims {
-        self.claims
+        std::sync::Arc::unwrap_or_clone(self.claims)
     }
     /// The id of the key that signed it.
     pub fn kid(&self) -> &str {

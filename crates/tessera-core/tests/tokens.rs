@@ -338,3 +338,40 @@ fn symmetric_keys_are_never_published_and_debug_is_redacted() {
     assert!(dbg.contains("redacted"));
     assert!(SigningKey::from_parts("k".into(), Algorithm::HS256, T0, T0, None, None, &[1; 16]).is_err(), "short HMAC key");
 }
+
+#[test]
+fn cache_skips_crypto_but_never_revocation_expiry_or_tampering() {
+    use tessera_core::VerifyCache;
+    let cache = VerifyCache::new(100);
+    let r = ring(Algorithm::EdDSA);
+    let t = r.sign(&claims()).unwrap();
+    let v = verifier();
+    let d = Denylist::new();
+    let check = |token: &str, d: &Denylist, now: UnixTime| {
+        TokenParts::from_compact(token).and_then(|p| r.verify_parts_cached(p, &v, d, now, &cache))
+    };
+    assert!(check(&t, &d, T0).is_ok());
+    assert_eq!(cache.len(), 1);
+    assert!(check(&t, &d, T0).is_ok(), "hit");
+    // Same signature, different payload: not a hit, and the signature check refuses it.
+    let (h, _, s) = parts(&t);
+    let mut evil = claims();
+    evil.roles = vec!["admin".into()];
+    let p2 = b64::encode(serde_json::to_vec(&evil).unwrap());
+    assert_eq!(check(&format!("{h}.{p2}.{s}"), &d, T0).unwrap_err(), TokenError::BadSignature);
+    // Revocation and expiry win over the cache.
+    d.revoke_session(SessionId([2; 16]), T0.plus(1000));
+    assert_eq!(check(&t, &d, T0).unwrap_err(), TokenError::Revoked);
+    let fresh = Denylist::new();
+    assert_eq!(check(&t, &fresh, T0.plus(400)).unwrap_err(), TokenError::Expired);
+    // Bounded.
+    for i in 0..500 {
+        let mut c = claims();
+        c.jti = format!("jti-{i}");
+        let t = r.sign(&c).unwrap();
+        assert!(check(&t, &fresh, T0).is_ok());
+    }
+    assert!(cache.len() <= 112, "bounded: {}", cache.len());
+    cache.clear();
+    assert!(cache.is_empty());
+}

@@ -12,6 +12,8 @@
 //! because then the cookies are not used at all.
 
 use axum::http::{header, HeaderMap, Method};
+use std::sync::Arc;
+
 use tessera_core::{AccessClaims, SessionId, TokenError, TokenParts};
 
 use crate::config::CookieMode;
@@ -35,8 +37,8 @@ pub enum Via {
 /// A verified caller.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// The verified token claims.
-    pub claims: AccessClaims,
+    /// The verified token claims (shared with the verified-token cache).
+    pub claims: Arc<AccessClaims>,
     /// How.
     pub via: Via,
 }
@@ -96,12 +98,14 @@ fn refused(state: &AppState, e: TokenError) -> AppError {
 }
 
 /// Verifies a compact access token (no DPoP binding allowed on this path).
-pub fn verify_bearer(state: &AppState, token: &str) -> Result<AccessClaims, AppError> {
+pub fn verify_bearer(state: &AppState, token: &str) -> Result<Arc<AccessClaims>, AppError> {
     let ring = state.keys.load();
-    let verified = ring
-        .verify(token, &state.verifier, &state.denylist, state.clock.now())
+    let verified = TokenParts::from_compact(token)
+        .and_then(|parts| {
+            ring.verify_parts_cached(parts, &state.verifier, &state.denylist, state.clock.now(), &state.verify_cache)
+        })
         .map_err(|e| refused(state, e))?;
-    let claims = verified.into_claims();
+    let claims = verified.into_shared_claims();
     if claims.cnf.is_some() {
         // A DPoP-bound token presented as a bearer token (RFC 9449 §7.1).
         return Err(refused(state, TokenError::BindingMismatch));
@@ -111,21 +115,24 @@ pub fn verify_bearer(state: &AppState, token: &str) -> Result<AccessClaims, AppE
 }
 
 /// Verifies the access-token cookies of the configured mode.
-pub fn verify_cookies(state: &AppState, c: &cookies::TesseraCookies<'_>) -> Result<AccessClaims, AppError> {
+pub fn verify_cookies(state: &AppState, c: &cookies::TesseraCookies<'_>) -> Result<Arc<AccessClaims>, AppError> {
     let now = state.clock.now();
     let ring = state.keys.load();
     let result = match state.config.cookies.mode {
         CookieMode::Split => match (c.claims, c.sig) {
-            (Some(claims), Some(sig)) => TokenParts::from_split(claims, sig)
-                .and_then(|parts| ring.verify_parts(parts, &state.verifier, &state.denylist, now)),
+            (Some(claims), Some(sig)) => TokenParts::from_split(claims, sig).and_then(|parts| {
+                ring.verify_parts_cached(parts, &state.verifier, &state.denylist, now, &state.verify_cache)
+            }),
             _ => return Err(AppError::unauthenticated()),
         },
         CookieMode::Whole => match c.access {
-            Some(token) => ring.verify(token, &state.verifier, &state.denylist, now),
+            Some(token) => TokenParts::from_compact(token).and_then(|parts| {
+                ring.verify_parts_cached(parts, &state.verifier, &state.denylist, now, &state.verify_cache)
+            }),
             None => return Err(AppError::unauthenticated()),
         },
     };
-    let claims = result.map_err(|e| refused(state, e))?.into_claims();
+    let claims = result.map_err(|e| refused(state, e))?.into_shared_claims();
     if claims.cnf.is_some() {
         return Err(refused(state, TokenError::BindingMismatch));
     }

@@ -145,6 +145,9 @@ pub struct TokenConfig {
     /// How long a next key is published in JWKS before it signs. Default 1 hour.
     #[serde(with = "humantime_serde")]
     pub prepublish: Duration,
+    /// Verified tokens remembered so a repeat skips signature checking (expiry and
+    /// revocation are still checked every time). Default 10000; 0 disables.
+    pub verify_cache_entries: usize,
 }
 
 impl Default for TokenConfig {
@@ -160,6 +163,7 @@ impl Default for TokenConfig {
             audience: None,
             rotate_every: Duration::from_secs(7 * 86400),
             prepublish: Duration::from_secs(3600),
+            verify_cache_entries: 10_000,
         }
     }
 }

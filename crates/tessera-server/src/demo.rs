@@ -55,6 +55,10 @@ struct NewNote {
 
 async fn add_note(State(notes): State<Arc<Notes>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let Some(user) = user_of(&headers) else { return unauthenticated() };
+    // JSON only: text/plain and forms are what cross-site pages can send without CORS.
+    if !crate::routes::content_type_is(&headers, "application/json") {
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(json!({"error": "unsupported_media_type", "message": "send application/json"}))).into_response();
+    }
     let Ok(new) = serde_json::from_slice::<NewNote>(&body) else {
         return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_request", "message": "send {\"text\": \"…\"}"}))).into_response();
     };

@@ -346,7 +346,7 @@ pub async fn session(State(state): State<Arc<AppState>>, req: Request) -> AppRes
     let mut res = Json(json!({
         "user": {"id": claims.sub, "username": claims.username, "roles": claims.roles},
         "session": {"id": claims.sid, "expires_at": expires_at},
-        "claims": claims,
+        "claims": &*claims,
     }))
     .into_response();
     no_store(&mut res);

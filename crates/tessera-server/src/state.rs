@@ -30,6 +30,8 @@ pub struct AppState {
     pub keys: ArcSwap<KeyRing>,
     /// Revoked sessions and users.
     pub denylist: Denylist,
+    /// Tokens already verified (cleared when keys change).
+    pub verify_cache: tessera_core::VerifyCache,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// CSRF token key.
@@ -139,6 +141,7 @@ impl AppState {
             master,
             keys: ArcSwap::from_pointee(ring),
             denylist: Denylist::new(),
+            verify_cache: tessera_core::VerifyCache::new(config.tokens.verify_cache_entries),
             clock,
             hash_pool,
             dummy_hash,

@@ -31,7 +31,18 @@ pub async fn refresh_keys(state: &AppState) -> Result<(), keys::KeysError> {
     let now = state.clock.now();
     keys::ensure_keys(state.store.as_ref(), &state.master, key_schedule(&state.config), now).await?;
     let ring = keys::load_ring(state.store.as_ref(), &state.master, now).await?;
-    state.keys.store(Arc::new(ring));
+    let fingerprint = |r: &tessera_core::KeyRing| -> Vec<(String, Option<u64>, Option<String>)> {
+        r.keys()
+            .iter()
+            .map(|k| (k.kid().to_owned(), k.expires_at().map(|t| t.0), r.active().map(|a| a.kid().to_owned())))
+            .collect()
+    };
+    if fingerprint(&state.keys.load()) != fingerprint(&ring) {
+        state.keys.store(Arc::new(ring));
+        // A dropped key must stop verifying at once, cached or not.
+        state.verify_cache.clear();
+        tracing::info!("key ring reloaded");
+    }
     Ok(())
 }
 
