@@ -261,8 +261,7 @@ impl DpopJwk {
 
     /// Parses a JWK JSON object with the same strict rules as a proof header's `jwk`.
     pub fn parse(json: &str) -> Result<Self, DpopError> {
-        let raw: ObjectOnly<RawJwk> =
-            serde_json::from_str(json).map_err(|_| DpopError::BadKey)?;
+        let raw: ObjectOnly<RawJwk> = serde_json::from_str(json).map_err(|_| DpopError::BadKey)?;
         raw.0.into_key()
     }
 
@@ -276,7 +275,10 @@ impl DpopJwk {
                 b64::encode(y)
             ),
             DpopJwk::Ed25519 { x } => {
-                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64::encode(x))
+                format!(
+                    r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+                    b64::encode(x)
+                )
             }
         }
     }
@@ -356,7 +358,10 @@ pub(crate) fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let close = v6.find(']')?;
         let inner = &v6[..close];
-        if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        if inner.is_empty()
+            || !inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         {
             return None;
         }
@@ -422,8 +427,10 @@ pub fn verify_proof(proof: &str, check: &DpopCheck<'_>) -> Result<DpopProof, Dpo
 
     // Signature, before any claim is read.
     let sig = b64::decode_array::<64>(sig_b64).ok_or(DpopError::BadSignature)?;
-    let signing_input_len = header_b64.len() + 1 + payload_b64.len();
-    if !jwk.verify(&proof.as_bytes()[..signing_input_len], &sig) {
+    let signing_input = proof
+        .get(..header_b64.len() + 1 + payload_b64.len())
+        .ok_or(DpopError::Malformed)?;
+    if !jwk.verify(signing_input.as_bytes(), &sig) {
         return Err(DpopError::BadSignature);
     }
 
@@ -478,7 +485,11 @@ pub fn verify_proof_once(
 ) -> Result<DpopProof, DpopError> {
     let verified = verify_proof(proof, check)?;
     replay
-        .check_and_insert(verified.replay_key(), verified.replay_expires(check), check.now)
+        .check_and_insert(
+            verified.replay_key(),
+            verified.replay_expires(check),
+            check.now,
+        )
         .map_err(|e| match e {
             ReplayError::Replayed => DpopError::Replayed,
             // Expired cannot happen after the iat check; Full and anything new fail closed.
@@ -660,11 +671,9 @@ impl DpopKey {
         let rng = SystemRandom::new();
         match alg {
             DpopAlg::ES256 => {
-                let doc = EcdsaKeyPair::generate_pkcs8(
-                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                    &rng,
-                )
-                .ok()?;
+                let doc =
+                    EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                        .ok()?;
                 Self::from_pkcs8(alg, doc.as_ref())
             }
             DpopAlg::EdDSA => {
@@ -791,14 +800,35 @@ mod tests {
     #[test]
     fn normalize_htu_rules() {
         let n = |s: &str| normalize_htu(s);
-        assert_eq!(n("HTTPS://Example.COM:443/a/B?q=1#f").as_deref(), Some("https://example.com/a/B"));
-        assert_eq!(n("http://example.com:80").as_deref(), Some("http://example.com/"));
-        assert_eq!(n("http://example.com:443/").as_deref(), Some("http://example.com:443/"));
-        assert_eq!(n("https://example.com:/x").as_deref(), Some("https://example.com/x"));
-        assert_eq!(n("https://example.com:08443/x").as_deref(), Some("https://example.com:8443/x"));
+        assert_eq!(
+            n("HTTPS://Example.COM:443/a/B?q=1#f").as_deref(),
+            Some("https://example.com/a/B")
+        );
+        assert_eq!(
+            n("http://example.com:80").as_deref(),
+            Some("http://example.com/")
+        );
+        assert_eq!(
+            n("http://example.com:443/").as_deref(),
+            Some("http://example.com:443/")
+        );
+        assert_eq!(
+            n("https://example.com:/x").as_deref(),
+            Some("https://example.com/x")
+        );
+        assert_eq!(
+            n("https://example.com:08443/x").as_deref(),
+            Some("https://example.com:8443/x")
+        );
         assert_eq!(n("https://[::1]:443/x").as_deref(), Some("https://[::1]/x"));
-        assert_eq!(n("https://[::1]:8443").as_deref(), Some("https://[::1]:8443/"));
-        assert_eq!(n("https://example.com?x").as_deref(), Some("https://example.com/"));
+        assert_eq!(
+            n("https://[::1]:8443").as_deref(),
+            Some("https://[::1]:8443/")
+        );
+        assert_eq!(
+            n("https://example.com?x").as_deref(),
+            Some("https://example.com/")
+        );
         for bad in [
             "ftp://example.com/",
             "https://user@example.com/",
@@ -818,7 +848,10 @@ mod tests {
         ] {
             assert_eq!(n(bad), None, "{bad:?}");
         }
-        assert_eq!(n(&format!("https://e.com/{}", "a".repeat(MAX_HTU_LEN))), None);
+        assert_eq!(
+            n(&format!("https://e.com/{}", "a".repeat(MAX_HTU_LEN))),
+            None
+        );
     }
 
     #[test]

@@ -339,7 +339,11 @@ pub fn verify_request<S: AsRef<[u8]>>(
             return Err(SigError::BadSignature);
         }
     }
-    let covers_digest = parsed.params.components.iter().any(|c| c == "content-digest");
+    let covers_digest = parsed
+        .params
+        .components
+        .iter()
+        .any(|c| c == "content-digest");
     if covers_digest || req.has_body {
         let header = req.content_digest.ok_or(SigError::DigestMismatch)?;
         if !check_content_digest(header, body) {
@@ -496,7 +500,11 @@ fn check_profile(input: &SignatureInput<'_>, has_body: bool) -> Result<Signature
     let created = created.ok_or(SigError::MissingParameter("created"))?;
     let keyid = keyid.ok_or(SigError::MissingParameter("keyid"))?;
     let nonce = nonce.ok_or(SigError::MissingParameter("nonce"))?;
-    if keyid.is_empty() || keyid.len() > MAX_KEYID_LEN || nonce.is_empty() || nonce.len() > MAX_NONCE_LEN {
+    if keyid.is_empty()
+        || keyid.len() > MAX_KEYID_LEN
+        || nonce.is_empty()
+        || nonce.len() > MAX_NONCE_LEN
+    {
         return Err(SigError::BadParameter);
     }
     if expires.is_some_and(|e| e < created) {
@@ -947,7 +955,10 @@ mod tests {
         let p = parse_signature_input(v).unwrap();
         assert_eq!(p.label, "sig1");
         assert_eq!(p.components, ["@method", "@target-uri"]);
-        assert_eq!(p.raw_params, r#"("@method" "@target-uri");created=1;keyid="k";nonce="n""#);
+        assert_eq!(
+            p.raw_params,
+            r#"("@method" "@target-uri");created=1;keyid="k";nonce="n""#
+        );
         assert_eq!(p.params.len(), 3);
     }
 
@@ -971,10 +982,22 @@ mod tests {
         assert!(Cursor::new("1234567890123456").integer().is_err());
         assert!(Cursor::new("-").integer().is_err());
         assert_eq!(Cursor::new("?1").bare_item().unwrap(), Bare::Bool(true));
-        assert_eq!(Cursor::new("tok/en").bare_item().unwrap(), Bare::Token("tok/en".into()));
-        assert_eq!(Cursor::new(":AQI=:").bare_item().unwrap(), Bare::Bytes(vec![1, 2]));
-        assert_eq!(Cursor::new(":AQI:").bare_item().unwrap(), Bare::Bytes(vec![1, 2]));
-        assert!(Cursor::new(":AQJ=:").bare_item().is_err(), "non-canonical trailing bits");
+        assert_eq!(
+            Cursor::new("tok/en").bare_item().unwrap(),
+            Bare::Token("tok/en".into())
+        );
+        assert_eq!(
+            Cursor::new(":AQI=:").bare_item().unwrap(),
+            Bare::Bytes(vec![1, 2])
+        );
+        assert_eq!(
+            Cursor::new(":AQI:").bare_item().unwrap(),
+            Bare::Bytes(vec![1, 2])
+        );
+        assert!(
+            Cursor::new(":AQJ=:").bare_item().is_err(),
+            "non-canonical trailing bits"
+        );
     }
 
     #[test]
@@ -984,8 +1007,18 @@ mod tests {
         assert_eq!(t.path, "/a/b");
         assert_eq!(t.query, Some("x=1&y"));
         let t = parse_target("http://h:8080?q").unwrap();
-        assert_eq!((t.authority.as_str(), t.path, t.query), ("h:8080", "/", Some("q")));
-        for bad in ["/relative", "https://u@h/", "https://h/#f", "ftp://h/", "https://h/a b", "https:///"] {
+        assert_eq!(
+            (t.authority.as_str(), t.path, t.query),
+            ("h:8080", "/", Some("q"))
+        );
+        for bad in [
+            "/relative",
+            "https://u@h/",
+            "https://h/#f",
+            "ftp://h/",
+            "https://h/a b",
+            "https:///",
+        ] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
     }

@@ -193,6 +193,7 @@ impl ReplayCache {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -202,7 +203,10 @@ mod tests {
     fn first_use_passes_second_is_replay() {
         let c = ReplayCache::new(10);
         assert_eq!(c.check_and_insert("a", T.plus(60), T), Ok(()));
-        assert_eq!(c.check_and_insert("a", T.plus(60), T), Err(ReplayError::Replayed));
+        assert_eq!(
+            c.check_and_insert("a", T.plus(60), T),
+            Err(ReplayError::Replayed)
+        );
         assert_eq!(
             c.check_and_insert(b"a".as_slice(), T.plus(600), T.plus(60)),
             Err(ReplayError::Replayed),
@@ -220,7 +224,10 @@ mod tests {
         c.check_and_insert("a", T.plus(60), T).unwrap();
         assert!(!c.contains("a", T.plus(61)));
         assert_eq!(c.check_and_insert("a", T.plus(200), T.plus(61)), Ok(()));
-        assert_eq!(c.check_and_insert("a", T.plus(200), T.plus(62)), Err(ReplayError::Replayed));
+        assert_eq!(
+            c.check_and_insert("a", T.plus(200), T.plus(62)),
+            Err(ReplayError::Replayed)
+        );
         assert_eq!(c.len(), 1);
     }
 
@@ -230,17 +237,26 @@ mod tests {
         for k in ["a", "b", "c"] {
             c.check_and_insert(k, T.plus(100), T).unwrap();
         }
-        assert_eq!(c.check_and_insert("d", T.plus(100), T), Err(ReplayError::Full));
+        assert_eq!(
+            c.check_and_insert("d", T.plus(100), T),
+            Err(ReplayError::Full)
+        );
         // Every earlier entry is still there.
         for k in ["a", "b", "c"] {
-            assert_eq!(c.check_and_insert(k, T.plus(100), T.plus(50)), Err(ReplayError::Replayed));
+            assert_eq!(
+                c.check_and_insert(k, T.plus(100), T.plus(50)),
+                Err(ReplayError::Replayed)
+            );
         }
         // Once one expires there is room again.
         let c = ReplayCache::new(3);
         c.check_and_insert("a", T.plus(10), T).unwrap();
         c.check_and_insert("b", T.plus(100), T).unwrap();
         c.check_and_insert("c", T.plus(100), T).unwrap();
-        assert_eq!(c.check_and_insert("d", T.plus(100), T.plus(10)), Err(ReplayError::Full));
+        assert_eq!(
+            c.check_and_insert("d", T.plus(100), T.plus(10)),
+            Err(ReplayError::Full)
+        );
         assert_eq!(c.check_and_insert("d", T.plus(100), T.plus(11)), Ok(()));
         assert_eq!(c.len(), 3);
     }
@@ -248,13 +264,19 @@ mod tests {
     #[test]
     fn zero_capacity_refuses_everything() {
         let c = ReplayCache::new(0);
-        assert_eq!(c.check_and_insert("a", T.plus(1), T), Err(ReplayError::Full));
+        assert_eq!(
+            c.check_and_insert("a", T.plus(1), T),
+            Err(ReplayError::Full)
+        );
     }
 
     #[test]
     fn already_expired_value_is_refused() {
         let c = ReplayCache::new(10);
-        assert_eq!(c.check_and_insert("a", T.minus(1), T), Err(ReplayError::Expired));
+        assert_eq!(
+            c.check_and_insert("a", T.minus(1), T),
+            Err(ReplayError::Expired)
+        );
         assert_eq!(c.check_and_insert("a", T, T), Ok(()));
     }
 
@@ -262,7 +284,8 @@ mod tests {
     fn purge_keeps_structures_in_step_and_bounded() {
         let c = ReplayCache::new(1000);
         for i in 0..1000u64 {
-            c.check_and_insert(i.to_be_bytes(), T.plus(i % 10), T).unwrap();
+            c.check_and_insert(i.to_be_bytes(), T.plus(i % 10), T)
+                .unwrap();
         }
         // Expiries T+0..T+9; at T+5 those before T+5 go, T+5 itself is still live.
         assert_eq!(c.purge(T.plus(5)), 500);
@@ -274,7 +297,11 @@ mod tests {
         for round in 0..50u64 {
             for i in 0..1000u64 {
                 let now = T.plus(100 + round * 10);
-                let _ = c.check_and_insert([round.to_be_bytes(), i.to_be_bytes()].concat(), now.plus(5), now);
+                let _ = c.check_and_insert(
+                    [round.to_be_bytes(), i.to_be_bytes()].concat(),
+                    now.plus(5),
+                    now,
+                );
             }
             let inner = c.inner.lock().unwrap();
             assert!(inner.live.len() <= 1000);
@@ -298,6 +325,9 @@ mod tests {
             })
             .collect();
         let accepted: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-        assert_eq!(accepted, 1000, "each value is accepted exactly once overall");
+        assert_eq!(
+            accepted, 1000,
+            "each value is accepted exactly once overall"
+        );
     }
 }
