@@ -57,25 +57,34 @@ fn bench(c: &mut Criterion) {
 
         g.bench_function(format!("{name}/tessera_full_check_split_cookie"), |b| {
             b.iter(|| {
-                let parts = TokenParts::from_split(black_box(&payload), black_box(&sig_cookie)).unwrap();
+                let parts =
+                    TokenParts::from_split(black_box(&payload), black_box(&sig_cookie)).unwrap();
                 ring.verify_parts(parts, &verifier, &deny, NOW).unwrap()
             })
         });
         let cache = tessera_core::VerifyCache::new(10_000);
         g.bench_function(format!("{name}/tessera_cached_check_split_cookie"), |b| {
             b.iter(|| {
-                let parts = TokenParts::from_split(black_box(&payload), black_box(&sig_cookie)).unwrap();
-                ring.verify_parts_cached(parts, &verifier, &deny, NOW, &cache).unwrap()
+                let parts =
+                    TokenParts::from_split(black_box(&payload), black_box(&sig_cookie)).unwrap();
+                ring.verify_parts_cached(parts, &verifier, &deny, NOW, &cache)
+                    .unwrap()
             })
         });
         g.bench_function(format!("{name}/tessera_full_check_bearer"), |b| {
-            b.iter(|| ring.verify(black_box(&token), &verifier, &deny, NOW).unwrap())
+            b.iter(|| {
+                ring.verify(black_box(&token), &verifier, &deny, NOW)
+                    .unwrap()
+            })
         });
         match alg {
             Algorithm::HS256 => {
                 let k = hmac::Key::new(hmac::HMAC_SHA256, &secret);
                 g.bench_function(format!("{name}/raw_hmac_sha256_verify"), |b| {
-                    b.iter(|| hmac::verify(&k, black_box(signing_input.as_bytes()), black_box(&sig)).unwrap())
+                    b.iter(|| {
+                        hmac::verify(&k, black_box(signing_input.as_bytes()), black_box(&sig))
+                            .unwrap()
+                    })
                 });
             }
             Algorithm::EdDSA => {
@@ -97,13 +106,17 @@ fn bench(c: &mut Criterion) {
     let csrf = CsrfKey::new(&[7; 32]);
     let sid = SessionId([3; 16]);
     let t = csrf.issue(&sid);
-    g.bench_function("csrf_token_check", |b| b.iter(|| assert!(csrf.verify(black_box(&sid), black_box(&t)))));
+    g.bench_function("csrf_token_check", |b| {
+        b.iter(|| assert!(csrf.verify(black_box(&sid), black_box(&t))))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("denylist");
     let probe = SessionId([0xAB; 16]);
     let user = tessera_core::UserId([0xCD; 16]);
-    g.bench_function("lookup_in_100k", |b| b.iter(|| deny.denies(black_box(&probe), &user, NOW)));
+    g.bench_function("lookup_in_100k", |b| {
+        b.iter(|| deny.denies(black_box(&probe), &user, NOW))
+    });
     g.finish();
 }
 

@@ -35,7 +35,9 @@ pub struct VerifyCache {
 
 impl std::fmt::Debug for VerifyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyCache").field("capacity", &(self.per_shard * SHARDS)).finish()
+        f.debug_struct("VerifyCache")
+            .field("capacity", &(self.per_shard * SHARDS))
+            .finish()
     }
 }
 
@@ -81,12 +83,21 @@ impl VerifyCache {
     }
 
     /// Remembers a token that has just been fully verified.
-    pub(crate) fn insert(&self, parts: &TokenParts<'_>, claims: &Arc<AccessClaims>, kid: &Arc<str>) {
+    pub(crate) fn insert(
+        &self,
+        parts: &TokenParts<'_>,
+        claims: &Arc<AccessClaims>,
+        kid: &Arc<str>,
+    ) {
         if self.per_shard == 0 {
             return;
         }
-        let Some(key) = key_of(parts.signature) else { return };
-        let Ok(mut shard) = self.shards[shard_of(&key)].lock() else { return };
+        let Some(key) = key_of(parts.signature) else {
+            return;
+        };
+        let Ok(mut shard) = self.shards[shard_of(&key)].lock() else {
+            return;
+        };
         if shard.len() >= self.per_shard && !shard.contains_key(&key) {
             // Bounded: drop an arbitrary entry (HashMap order is randomised per process).
             if let Some(victim) = shard.keys().next().copied() {
@@ -116,7 +127,10 @@ impl VerifyCache {
 
     /// Number of cached tokens.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().map_or(0, |s| s.len())).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.len()))
+            .sum()
     }
 
     /// True if empty.

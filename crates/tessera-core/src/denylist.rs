@@ -149,9 +149,21 @@ mod tests {
         assert!(d.denies(&s2, &u, UnixTime(149)));
         assert!(!d.denies(&s2, &u, UnixTime(150)));
         d.purge(UnixTime(250));
-        assert!(!d.denies(&s1, &u, UnixTime(200)), "session entry purged after until");
-        assert!(d.denies(&s2, &u, UnixTime(149)), "user entry kept until 300");
+        assert!(
+            !d.denies(&s1, &u, UnixTime(200)),
+            "session entry purged after until"
+        );
+        assert!(
+            d.denies(&s2, &u, UnixTime(149)),
+            "user entry kept until 300"
+        );
         d.purge(UnixTime(301));
-        assert_eq!(d.stats(), DenylistStats { sessions: 0, users: 0 });
+        assert_eq!(
+            d.stats(),
+            DenylistStats {
+                sessions: 0,
+                users: 0
+            }
+        );
     }
 }

@@ -353,7 +353,10 @@ impl KeyRing {
 
     /// The public keys to publish: next, active and retired-but-verifying asymmetric keys.
     pub fn jwks(&self) -> Vec<PublicJwk> {
-        self.keys.iter().filter_map(SigningKey::public_jwk).collect()
+        self.keys
+            .iter()
+            .filter_map(SigningKey::public_jwk)
+            .collect()
     }
 
     /// Signs `claims` with the active key, as a compact JWS.
@@ -422,13 +425,19 @@ impl KeyRing {
         Ok(VerifiedToken::new(claims, kid))
     }
 
-    fn verify_signed(&self, parts: &TokenParts<'_>) -> Result<(std::sync::Arc<AccessClaims>, std::sync::Arc<str>), TokenError> {
+    fn verify_signed(
+        &self,
+        parts: &TokenParts<'_>,
+    ) -> Result<(std::sync::Arc<AccessClaims>, std::sync::Arc<str>), TokenError> {
         let key = self.key_for_header(parts.header)?;
         if !key.verify_signature(parts.header, parts.payload, parts.signature) {
             return Err(TokenError::BadSignature);
         }
         let claims = AccessClaims::from_payload_b64(parts.payload)?;
-        Ok((std::sync::Arc::new(claims), std::sync::Arc::clone(&key.kid_shared)))
+        Ok((
+            std::sync::Arc::new(claims),
+            std::sync::Arc::clone(&key.kid_shared),
+        ))
     }
 
     fn key_for_header(&self, header: &str) -> Result<&SigningKey, TokenError> {

@@ -59,7 +59,8 @@ fn argon2(params: HashParams) -> Result<Argon2<'static>, PasswordError> {
 /// Hashes `password` with a fresh random salt.
 pub fn hash_password(password: &str, params: HashParams) -> Result<String, PasswordError> {
     let salt_bytes: [u8; 16] = random_bytes();
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| PasswordError::Params(e.to_string()))?;
+    let salt =
+        SaltString::encode_b64(&salt_bytes).map_err(|e| PasswordError::Params(e.to_string()))?;
     argon2(params)?
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -85,7 +86,9 @@ pub fn verify_password(stored: &str, password: &str, current: HashParams) -> Ver
     }
     let same_params = parsed.algorithm.as_str() == "argon2id"
         && Params::try_from(&parsed).is_ok_and(|p| {
-            p.m_cost() == current.m_cost && p.t_cost() == current.t_cost && p.p_cost() == current.p_cost
+            p.m_cost() == current.m_cost
+                && p.t_cost() == current.t_cost
+                && p.p_cost() == current.p_cost
         });
     if same_params {
         Verdict::Match
@@ -140,7 +143,10 @@ mod tests {
     fn bcrypt_hashes_verify_and_ask_for_rehash() {
         let h = bcrypt::hash("hunter2hunter2", 4).unwrap();
         assert!(is_supported_hash(&h));
-        assert_eq!(verify_password(&h, "hunter2hunter2", FAST), Verdict::MatchNeedsRehash);
+        assert_eq!(
+            verify_password(&h, "hunter2hunter2", FAST),
+            Verdict::MatchNeedsRehash
+        );
         assert_eq!(verify_password(&h, "nope", FAST), Verdict::Mismatch);
     }
 }

@@ -158,7 +158,10 @@ mod tests {
     fn derive_separates_purposes() {
         let mk = MasterKey::from_bytes([1; 32]);
         assert_ne!(mk.derive("csrf"), mk.derive("refresh"));
-        assert_eq!(mk.derive("csrf"), MasterKey::from_bytes([1; 32]).derive("csrf"));
+        assert_eq!(
+            mk.derive("csrf"),
+            MasterKey::from_bytes([1; 32]).derive("csrf")
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Every way an access token must be refused, and the one way it is accepted.
 
 use tessera_core::{
-    b64, AccessClaims, Algorithm, Denylist, KeyRing, SessionId, SigningKey, TokenError,
-    TokenParts, UnixTime, UserId, Verifier,
+    b64, AccessClaims, Algorithm, Denylist, KeyRing, SessionId, SigningKey, TokenError, TokenParts,
+    UnixTime, UserId, Verifier,
 };
 
 const T0: UnixTime = UnixTime(1_700_000_000);
@@ -60,13 +61,22 @@ fn tampered_payload_and_signature_are_refused() {
         let mut evil = claims();
         evil.roles = vec!["admin".into()];
         let p2 = b64::encode(serde_json::to_vec(&evil).unwrap());
-        assert_eq!(verify(&r, &format!("{h}.{p2}.{s}")), Err(TokenError::BadSignature));
+        assert_eq!(
+            verify(&r, &format!("{h}.{p2}.{s}")),
+            Err(TokenError::BadSignature)
+        );
         let mut sig = b64::decode(&s).unwrap();
         sig[0] ^= 1;
         let s2 = b64::encode(&sig);
-        assert_eq!(verify(&r, &format!("{h}.{p}.{s2}")), Err(TokenError::BadSignature));
+        assert_eq!(
+            verify(&r, &format!("{h}.{p}.{s2}")),
+            Err(TokenError::BadSignature)
+        );
         // Truncated signature and stripped signature.
-        assert_eq!(verify(&r, &format!("{h}.{p}.{}", &s[..10])), Err(TokenError::BadSignature));
+        assert_eq!(
+            verify(&r, &format!("{h}.{p}.{}", &s[..10])),
+            Err(TokenError::BadSignature)
+        );
         assert_eq!(verify(&r, &format!("{h}.{p}.")), Err(TokenError::Malformed));
     }
 }
@@ -89,7 +99,9 @@ fn swapped_claims_cookie_between_two_users_is_refused() {
     // And the matching halves verify.
     let (bob_payload, _) = TokenParts::split_cookies(&bob).unwrap();
     let parts = TokenParts::from_split(&bob_payload, &bob_sig).unwrap();
-    assert!(r.verify_parts(parts, &verifier(), &Denylist::new(), T0).is_ok());
+    assert!(r
+        .verify_parts(parts, &verifier(), &Denylist::new(), T0)
+        .is_ok());
 }
 
 #[test]
@@ -100,15 +112,24 @@ fn time_claims_are_enforced_with_bounded_leeway() {
     let d = Denylist::new();
     // exp = T0 + 300, leeway 30.
     assert!(r.verify(&t, &v, &d, T0.plus(329)).is_ok());
-    assert_eq!(r.verify(&t, &v, &d, T0.plus(330)).unwrap_err(), TokenError::Expired);
+    assert_eq!(
+        r.verify(&t, &v, &d, T0.plus(330)).unwrap_err(),
+        TokenError::Expired
+    );
     let mut future = claims();
     future.nbf = T0.0 + 100;
     let t = r.sign(&future).unwrap();
-    assert_eq!(r.verify(&t, &v, &d, T0).unwrap_err(), TokenError::NotYetValid);
+    assert_eq!(
+        r.verify(&t, &v, &d, T0).unwrap_err(),
+        TokenError::NotYetValid
+    );
     let mut future_iat = claims();
     future_iat.iat = T0.0 + 100;
     let t = r.sign(&future_iat).unwrap();
-    assert_eq!(r.verify(&t, &v, &d, T0).unwrap_err(), TokenError::NotYetValid);
+    assert_eq!(
+        r.verify(&t, &v, &d, T0).unwrap_err(),
+        TokenError::NotYetValid
+    );
     // Leeway is capped at 60 s whatever is configured.
     assert_eq!(Verifier::new("a", "b", 3600).leeway(), 60);
 }
@@ -118,10 +139,16 @@ fn wrong_issuer_and_audience_are_refused() {
     let r = ring(Algorithm::EdDSA);
     let mut c = claims();
     c.iss = "https://evil.example".into();
-    assert_eq!(verify(&r, &r.sign(&c).unwrap()), Err(TokenError::WrongIssuer));
+    assert_eq!(
+        verify(&r, &r.sign(&c).unwrap()),
+        Err(TokenError::WrongIssuer)
+    );
     let mut c = claims();
     c.aud = "https://other.example".into();
-    assert_eq!(verify(&r, &r.sign(&c).unwrap()), Err(TokenError::WrongAudience));
+    assert_eq!(
+        verify(&r, &r.sign(&c).unwrap()),
+        Err(TokenError::WrongAudience)
+    );
 }
 
 #[test]
@@ -131,14 +158,23 @@ fn alg_none_and_unknown_algorithms_are_refused() {
     let t = r.sign(&claims()).unwrap();
     let (_, p, s) = parts(&t);
     for alg in ["none", "None", "noNE", "RS256", "ES256", "HS512", ""] {
-        let h = header_b64(&format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{kid}"}}"#));
-        assert_eq!(verify(&r, &format!("{h}.{p}.{s}")), Err(TokenError::AlgorithmMismatch), "{alg}");
+        let h = header_b64(&format!(
+            r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{kid}"}}"#
+        ));
+        assert_eq!(
+            verify(&r, &format!("{h}.{p}.{s}")),
+            Err(TokenError::AlgorithmMismatch),
+            "{alg}"
+        );
     }
     // alg none with an empty signature segment never even reaches key lookup.
     let h = header_b64(r#"{"alg":"none","typ":"at+jwt"}"#);
     assert_eq!(verify(&r, &format!("{h}.{p}.")), Err(TokenError::Malformed));
     let h = header_b64(r#"{"typ":"at+jwt"}"#);
-    assert_eq!(verify(&r, &format!("{h}.{p}.{s}")), Err(TokenError::AlgorithmMismatch));
+    assert_eq!(
+        verify(&r, &format!("{h}.{p}.{s}")),
+        Err(TokenError::AlgorithmMismatch)
+    );
 }
 
 #[test]
@@ -148,7 +184,9 @@ fn hs256_token_presented_to_an_eddsa_key_is_refused() {
     let kid = r.active().unwrap().kid().to_owned();
     let jwk = r.active().unwrap().public_jwk().unwrap();
     let public = b64::decode(&jwk.x).unwrap();
-    let h = header_b64(&format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{kid}"}}"#));
+    let h = header_b64(&format!(
+        r#"{{"alg":"HS256","typ":"at+jwt","kid":"{kid}"}}"#
+    ));
     let p = b64::encode(serde_json::to_vec(&claims()).unwrap());
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &public);
     let sig = ring::hmac::sign(&key, format!("{h}.{p}").as_bytes());
@@ -201,15 +239,29 @@ fn extra_header_parameters_are_refused() {
         r#","x5u":"https://evil.example/cert""#,
         r#","crit":["exp"]"#,
     ] {
-        let h = header_b64(&format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}"{extra}}}"#));
-        assert_eq!(verify(&r, &format!("{h}.{p}.{s}")), Err(TokenError::BadHeader), "{extra}");
+        let h = header_b64(&format!(
+            r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}"{extra}}}"#
+        ));
+        assert_eq!(
+            verify(&r, &format!("{h}.{p}.{s}")),
+            Err(TokenError::BadHeader),
+            "{extra}"
+        );
     }
     // kid injection: path traversal or SQL in kid is simply an unknown key.
     let h = header_b64(r#"{"alg":"EdDSA","typ":"at+jwt","kid":"../../dev/null"}"#);
-    assert_eq!(verify(&r, &format!("{h}.{p}.{s}")), Err(TokenError::UnknownKey));
+    assert_eq!(
+        verify(&r, &format!("{h}.{p}.{s}")),
+        Err(TokenError::UnknownKey)
+    );
     // A different typ (e.g. a DPoP proof or ID token) never passes as an access token.
-    let h = header_b64(&format!(r#"{{"alg":"EdDSA","typ":"dpop+jwt","kid":"{kid}"}}"#));
-    assert_eq!(verify(&r, &format!("{h}.{p}.{s}")), Err(TokenError::BadHeader));
+    let h = header_b64(&format!(
+        r#"{{"alg":"EdDSA","typ":"dpop+jwt","kid":"{kid}"}}"#
+    ));
+    assert_eq!(
+        verify(&r, &format!("{h}.{p}.{s}")),
+        Err(TokenError::BadHeader)
+    );
 }
 
 #[test]
@@ -220,13 +272,36 @@ fn malformed_and_oversized_tokens_are_refused_before_crypto() {
     assert_eq!(verify(&r, &"a".repeat(9000)), Err(TokenError::TooLarge));
     assert_eq!(verify(&r, ""), Err(TokenError::Malformed));
     assert_eq!(verify(&r, "a.b"), Err(TokenError::Malformed));
-    assert_eq!(verify(&r, &format!("{h}.{p}.{s}.x.y")), Err(TokenError::Malformed), "JWE shape");
-    assert_eq!(verify(&r, &format!("{h}.{p}=.{s}")), Err(TokenError::Malformed), "padding");
-    assert_eq!(verify(&r, &format!("{h} .{p}.{s}")), Err(TokenError::Malformed), "whitespace");
-    assert_eq!(verify(&r, &format!("{h}.{p}+.{s}")), Err(TokenError::Malformed), "std alphabet");
-    assert_eq!(verify(&r, &format!(r#"{{"payload":"{p}"}}"#)), Err(TokenError::Malformed), "JSON serialization");
+    assert_eq!(
+        verify(&r, &format!("{h}.{p}.{s}.x.y")),
+        Err(TokenError::Malformed),
+        "JWE shape"
+    );
+    assert_eq!(
+        verify(&r, &format!("{h}.{p}=.{s}")),
+        Err(TokenError::Malformed),
+        "padding"
+    );
+    assert_eq!(
+        verify(&r, &format!("{h} .{p}.{s}")),
+        Err(TokenError::Malformed),
+        "whitespace"
+    );
+    assert_eq!(
+        verify(&r, &format!("{h}.{p}+.{s}")),
+        Err(TokenError::Malformed),
+        "std alphabet"
+    );
+    assert_eq!(
+        verify(&r, &format!(r#"{{"payload":"{p}"}}"#)),
+        Err(TokenError::Malformed),
+        "JSON serialization"
+    );
     let big_header = "A".repeat(300);
-    assert_eq!(verify(&r, &format!("{big_header}.{p}.{s}")), Err(TokenError::TooLarge));
+    assert_eq!(
+        verify(&r, &format!("{big_header}.{p}.{s}")),
+        Err(TokenError::TooLarge)
+    );
 }
 
 #[test]
@@ -239,7 +314,10 @@ fn claims_must_be_well_typed_unique_and_known() {
         // then re-signing through a one-key ring built from the same secret.
         let key = &r.keys()[0];
         let secret = key.export_secret();
-        let h = b64::encode(format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#, key.kid()));
+        let h = b64::encode(format!(
+            r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+            key.kid()
+        ));
         let p = b64::encode(payload);
         let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
         let sig = ring::hmac::sign(&k, format!("{h}.{p}").as_bytes());
@@ -249,7 +327,10 @@ fn claims_must_be_well_typed_unique_and_known() {
 
     let mut mistyped = good.clone();
     mistyped["exp"] = serde_json::json!("9999999999");
-    assert_eq!(verify(&r, &sign_raw(&mistyped.to_string())), Err(TokenError::BadClaims));
+    assert_eq!(
+        verify(&r, &sign_raw(&mistyped.to_string())),
+        Err(TokenError::BadClaims)
+    );
 
     let mut huge = good.to_string();
     huge = huge.replacen(&format!("\"exp\":{}", T0.0 + 300), "\"exp\":1e400", 1);
@@ -257,20 +338,36 @@ fn claims_must_be_well_typed_unique_and_known() {
 
     let mut unknown = good.clone();
     unknown["admin"] = serde_json::json!(true);
-    assert_eq!(verify(&r, &sign_raw(&unknown.to_string())), Err(TokenError::BadClaims));
+    assert_eq!(
+        verify(&r, &sign_raw(&unknown.to_string())),
+        Err(TokenError::BadClaims)
+    );
 
     let dup = good.to_string().replacen('{', r#"{"username":"root","#, 1);
-    assert_eq!(verify(&r, &sign_raw(&dup)), Err(TokenError::BadClaims), "duplicate claim");
+    assert_eq!(
+        verify(&r, &sign_raw(&dup)),
+        Err(TokenError::BadClaims),
+        "duplicate claim"
+    );
 
     let mut missing = good.clone();
     missing.as_object_mut().unwrap().remove("exp");
-    assert_eq!(verify(&r, &sign_raw(&missing.to_string())), Err(TokenError::BadClaims));
+    assert_eq!(
+        verify(&r, &sign_raw(&missing.to_string())),
+        Err(TokenError::BadClaims)
+    );
 
     let mut neg = good.clone();
     neg["iat"] = serde_json::json!(-1);
-    assert_eq!(verify(&r, &sign_raw(&neg.to_string())), Err(TokenError::BadClaims));
+    assert_eq!(
+        verify(&r, &sign_raw(&neg.to_string())),
+        Err(TokenError::BadClaims)
+    );
 
-    assert_eq!(verify(&r, &sign_raw("not json")), Err(TokenError::BadClaims));
+    assert_eq!(
+        verify(&r, &sign_raw("not json")),
+        Err(TokenError::BadClaims)
+    );
 }
 
 #[test]
@@ -284,10 +381,17 @@ fn revoked_session_and_user_not_before_are_refused() {
 
     let d = Denylist::new();
     d.revoke_user_before(UserId([1; 16]), T0.plus(1), T0.plus(1000));
-    assert_eq!(r.verify(&t, &v, &d, T0.plus(2)).unwrap_err(), TokenError::Revoked, "iat before not-before");
+    assert_eq!(
+        r.verify(&t, &v, &d, T0.plus(2)).unwrap_err(),
+        TokenError::Revoked,
+        "iat before not-before"
+    );
     let d = Denylist::new();
     d.revoke_user_before(UserId([1; 16]), T0, T0.plus(1000));
-    assert!(r.verify(&t, &v, &d, T0.plus(2)).is_ok(), "iat at not-before passes");
+    assert!(
+        r.verify(&t, &v, &d, T0.plus(2)).is_ok(),
+        "iat at not-before passes"
+    );
 }
 
 #[test]
@@ -336,7 +440,10 @@ fn symmetric_keys_are_never_published_and_debug_is_redacted() {
     assert!(r.jwks().is_empty());
     let dbg = format!("{:?}", r.keys()[0]);
     assert!(dbg.contains("redacted"));
-    assert!(SigningKey::from_parts("k".into(), Algorithm::HS256, T0, T0, None, None, &[1; 16]).is_err(), "short HMAC key");
+    assert!(
+        SigningKey::from_parts("k".into(), Algorithm::HS256, T0, T0, None, None, &[1; 16]).is_err(),
+        "short HMAC key"
+    );
 }
 
 #[test]
@@ -358,12 +465,18 @@ fn cache_skips_crypto_but_never_revocation_expiry_or_tampering() {
     let mut evil = claims();
     evil.roles = vec!["admin".into()];
     let p2 = b64::encode(serde_json::to_vec(&evil).unwrap());
-    assert_eq!(check(&format!("{h}.{p2}.{s}"), &d, T0).unwrap_err(), TokenError::BadSignature);
+    assert_eq!(
+        check(&format!("{h}.{p2}.{s}"), &d, T0).unwrap_err(),
+        TokenError::BadSignature
+    );
     // Revocation and expiry win over the cache.
     d.revoke_session(SessionId([2; 16]), T0.plus(1000));
     assert_eq!(check(&t, &d, T0).unwrap_err(), TokenError::Revoked);
     let fresh = Denylist::new();
-    assert_eq!(check(&t, &fresh, T0.plus(400)).unwrap_err(), TokenError::Expired);
+    assert_eq!(
+        check(&t, &fresh, T0.plus(400)).unwrap_err(),
+        TokenError::Expired
+    );
     // Bounded.
     for i in 0..500 {
         let mut c = claims();

@@ -32,7 +32,9 @@ pub fn client_ip(state: &AppState, peer: Option<PeerAddr>, headers: &HeaderMap) 
     }
     let mut hops: Vec<IpAddr> = Vec::new();
     for v in headers.get_all("x-forwarded-for") {
-        let Ok(s) = v.to_str() else { return Some(peer_ip) };
+        let Ok(s) = v.to_str() else {
+            return Some(peer_ip);
+        };
         for part in s.split(',') {
             match part.trim().parse::<IpAddr>() {
                 Ok(ip) => hops.push(ip),
@@ -40,7 +42,12 @@ pub fn client_ip(state: &AppState, peer: Option<PeerAddr>, headers: &HeaderMap) 
             }
         }
     }
-    Some(hops.into_iter().rev().find(|ip| !trusted.contains(ip)).unwrap_or(peer_ip))
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|ip| !trusted.contains(ip))
+            .unwrap_or(peer_ip),
+    )
 }
 
 /// The request's origin for audit and rate limiting.

@@ -75,7 +75,11 @@ pub fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppErro
 }
 
 /// Rule 3: a valid CSRF token for `sid` in `X-CSRF-Token`.
-pub fn check_csrf_token(state: &AppState, headers: &HeaderMap, sid: &SessionId) -> Result<(), AppError> {
+pub fn check_csrf_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    sid: &SessionId,
+) -> Result<(), AppError> {
     let mut values = headers.get_all(CSRF_HEADER).iter();
     let token = values.next().and_then(|v| v.to_str().ok());
     let ok = values.next().is_none() && token.is_some_and(|t| state.csrf.verify(sid, t));
@@ -102,7 +106,13 @@ pub fn verify_bearer(state: &AppState, token: &str) -> Result<Arc<AccessClaims>,
     let ring = state.keys.load();
     let verified = TokenParts::from_compact(token)
         .and_then(|parts| {
-            ring.verify_parts_cached(parts, &state.verifier, &state.denylist, state.clock.now(), &state.verify_cache)
+            ring.verify_parts_cached(
+                parts,
+                &state.verifier,
+                &state.denylist,
+                state.clock.now(),
+                &state.verify_cache,
+            )
         })
         .map_err(|e| refused(state, e))?;
     let claims = verified.into_shared_claims();
@@ -115,19 +125,34 @@ pub fn verify_bearer(state: &AppState, token: &str) -> Result<Arc<AccessClaims>,
 }
 
 /// Verifies the access-token cookies of the configured mode.
-pub fn verify_cookies(state: &AppState, c: &cookies::TesseraCookies<'_>) -> Result<Arc<AccessClaims>, AppError> {
+pub fn verify_cookies(
+    state: &AppState,
+    c: &cookies::TesseraCookies<'_>,
+) -> Result<Arc<AccessClaims>, AppError> {
     let now = state.clock.now();
     let ring = state.keys.load();
     let result = match state.config.cookies.mode {
         CookieMode::Split => match (c.claims, c.sig) {
             (Some(claims), Some(sig)) => TokenParts::from_split(claims, sig).and_then(|parts| {
-                ring.verify_parts_cached(parts, &state.verifier, &state.denylist, now, &state.verify_cache)
+                ring.verify_parts_cached(
+                    parts,
+                    &state.verifier,
+                    &state.denylist,
+                    now,
+                    &state.verify_cache,
+                )
             }),
             _ => return Err(AppError::unauthenticated()),
         },
         CookieMode::Whole => match c.access {
             Some(token) => TokenParts::from_compact(token).and_then(|parts| {
-                ring.verify_parts_cached(parts, &state.verifier, &state.denylist, now, &state.verify_cache)
+                ring.verify_parts_cached(
+                    parts,
+                    &state.verifier,
+                    &state.denylist,
+                    now,
+                    &state.verify_cache,
+                )
             }),
             None => return Err(AppError::unauthenticated()),
         },
@@ -142,11 +167,17 @@ pub fn verify_cookies(state: &AppState, c: &cookies::TesseraCookies<'_>) -> Resu
 
 /// Authenticates a request for `method` (which may differ from the request's own method
 /// for forward-auth) and applies the CSRF rules to cookie credentials.
-pub fn authenticate(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<Identity, AppError> {
+pub fn authenticate(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Identity, AppError> {
     let mut auth = headers.get_all(header::AUTHORIZATION).iter();
     if let Some(value) = auth.next() {
         if auth.next().is_some() {
-            return Err(AppError::invalid_request("more than one Authorization header"));
+            return Err(AppError::invalid_request(
+                "more than one Authorization header",
+            ));
         }
         let value = value
             .to_str()
@@ -155,7 +186,8 @@ pub fn authenticate(state: &AppState, method: &Method, headers: &HeaderMap) -> R
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AppError::unauthenticated().challenge("Bearer"));
         }
-        let claims = verify_bearer(state, token.trim()).map_err(|e| e.challenge("Bearer error=\"invalid_token\""))?;
+        let claims = verify_bearer(state, token.trim())
+            .map_err(|e| e.challenge("Bearer error=\"invalid_token\""))?;
         return Ok(Identity {
             claims,
             via: Via::Bearer,

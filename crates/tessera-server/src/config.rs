@@ -391,11 +391,17 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(o) = &self.public_origin {
             if !valid_origin(o) {
-                return Err(bad("public_origin", "must be scheme://host[:port], e.g. https://app.example.com"));
+                return Err(bad(
+                    "public_origin",
+                    "must be scheme://host[:port], e.g. https://app.example.com",
+                ));
             }
         }
         if let Some(u) = &self.database_url {
-            if !(u.starts_with("sqlite:") || u.starts_with("postgres:") || u.starts_with("postgresql:")) {
+            if !(u.starts_with("sqlite:")
+                || u.starts_with("postgres:")
+                || u.starts_with("postgresql:"))
+            {
                 return Err(bad("database_url", "must start with sqlite: or postgres:"));
             }
         }
@@ -410,21 +416,33 @@ impl Config {
         }
         for (i, p) in self.public_paths.iter().enumerate() {
             if !p.starts_with('/') || p.contains("..") || p.contains('%') {
-                return Err(bad(&format!("public_paths[{i}]"), "must be a plain absolute path prefix"));
+                return Err(bad(
+                    &format!("public_paths[{i}]"),
+                    "must be a plain absolute path prefix",
+                ));
             }
         }
         if self.tls.mode == TlsMode::Files && (self.tls.cert.is_none() || self.tls.key.is_none()) {
-            return Err(bad("tls.cert", "tls.mode = \"files\" needs tls.cert and tls.key"));
+            return Err(bad(
+                "tls.cert",
+                "tls.mode = \"files\" needs tls.cert and tls.key",
+            ));
         }
         let t = &self.tokens;
         if t.access_ttl < Duration::from_secs(1) || t.access_ttl > Duration::from_secs(3600) {
             return Err(bad("tokens.access_ttl", "must be between 1s and 1h"));
         }
         if t.refresh_ttl < t.access_ttl {
-            return Err(bad("tokens.refresh_ttl", "must be at least tokens.access_ttl"));
+            return Err(bad(
+                "tokens.refresh_ttl",
+                "must be at least tokens.access_ttl",
+            ));
         }
         if t.session_max < t.access_ttl {
-            return Err(bad("tokens.session_max", "must be at least tokens.access_ttl"));
+            return Err(bad(
+                "tokens.session_max",
+                "must be at least tokens.access_ttl",
+            ));
         }
         if t.refresh_grace > Duration::from_secs(60) {
             return Err(bad("tokens.refresh_grace", "must be at most 60s"));
@@ -436,20 +454,36 @@ impl Config {
             return Err(bad("tokens.rotate_every", "must be at least 60s"));
         }
         if t.prepublish >= t.rotate_every {
-            return Err(bad("tokens.prepublish", "must be shorter than tokens.rotate_every"));
+            return Err(bad(
+                "tokens.prepublish",
+                "must be shorter than tokens.rotate_every",
+            ));
         }
         for (i, o) in self.cors.allowed_origins.iter().enumerate() {
             if !valid_origin(o) {
-                return Err(bad(&format!("cors.allowed_origins[{i}]"), "must be an exact origin (never * or null)"));
+                return Err(bad(
+                    &format!("cors.allowed_origins[{i}]"),
+                    "must be an exact origin (never * or null)",
+                ));
             }
         }
         let l = &self.limits;
-        if l.max_body_bytes == 0 || l.max_header_bytes < 1024 || l.max_headers < 8 || l.max_connections == 0 {
-            return Err(bad("limits", "limits must be positive (max_header_bytes ≥ 1024, max_headers ≥ 8)"));
+        if l.max_body_bytes == 0
+            || l.max_header_bytes < 1024
+            || l.max_headers < 8
+            || l.max_connections == 0
+        {
+            return Err(bad(
+                "limits",
+                "limits must be positive (max_header_bytes ≥ 1024, max_headers ≥ 8)",
+            ));
         }
         let p = &self.passwords;
         if p.m_cost < 8192 || p.t_cost == 0 || p.p_cost == 0 {
-            return Err(bad("passwords.m_cost", "argon2 needs m_cost ≥ 8192 KiB, t_cost ≥ 1, p_cost ≥ 1"));
+            return Err(bad(
+                "passwords.m_cost",
+                "argon2 needs m_cost ≥ 8192 KiB, t_cost ≥ 1, p_cost ≥ 1",
+            ));
         }
         if p.min_length < 8 {
             return Err(bad("passwords.min_length", "must be at least 8"));
@@ -468,8 +502,8 @@ impl Config {
 
     /// The database URL in effect.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("tessera.db").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tessera.db").display()))
     }
 }

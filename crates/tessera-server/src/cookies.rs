@@ -104,8 +104,16 @@ pub fn strip(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// A `Set-Cookie` value. Every tessera cookie is `Secure`, has an explicit `SameSite` and
 /// no `Domain`; `__Host-` cookies have `Path=/`.
-fn set(name: &str, value: &str, max_age: u64, http_only: bool, same_site: &str, path: &str) -> Option<HeaderValue> {
-    let mut s = format!("{name}={value}; Path={path}; Max-Age={max_age}; Secure; SameSite={same_site}");
+fn set(
+    name: &str,
+    value: &str,
+    max_age: u64,
+    http_only: bool,
+    same_site: &str,
+    path: &str,
+) -> Option<HeaderValue> {
+    let mut s =
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; Secure; SameSite={same_site}");
     if http_only {
         s.push_str("; HttpOnly");
     }
@@ -135,16 +143,39 @@ pub fn append_issued(headers: &mut HeaderMap, mode: CookieMode, issued: &Issued<
     };
     match mode {
         CookieMode::Split => {
-            if let Some((payload, sig)) = tessera_core::TokenParts::split_cookies(issued.access_token) {
+            if let Some((payload, sig)) =
+                tessera_core::TokenParts::split_cookies(issued.access_token)
+            {
                 add(set(CLAIMS, &payload, issued.access_ttl, false, "Lax", "/"));
                 add(set(SIG, &sig, issued.access_ttl, true, "Lax", "/"));
             }
         }
-        CookieMode::Whole => add(set(ACCESS, issued.access_token, issued.access_ttl, true, "Lax", "/")),
+        CookieMode::Whole => add(set(
+            ACCESS,
+            issued.access_token,
+            issued.access_ttl,
+            true,
+            "Lax",
+            "/",
+        )),
     }
-    add(set(REFRESH, issued.refresh_token, issued.refresh_max_age, true, "Strict", "/auth"));
+    add(set(
+        REFRESH,
+        issued.refresh_token,
+        issued.refresh_max_age,
+        true,
+        "Strict",
+        "/auth",
+    ));
     // The CSRF cookie lives as long as the session can, so the SPA can refresh with it.
-    add(set(CSRF, issued.csrf_token, issued.refresh_max_age, false, "Strict", "/"));
+    add(set(
+        CSRF,
+        issued.csrf_token,
+        issued.refresh_max_age,
+        false,
+        "Strict",
+        "/",
+    ));
 }
 
 /// Appends `Set-Cookie` headers that delete every tessera cookie (`Max-Age=0`).
@@ -188,7 +219,10 @@ mod tests {
 
     #[test]
     fn strip_keeps_foreign_cookies_only() {
-        let h = headers(&["a=1; __Host-tessera-sig=x; b=2", "__Secure-tessera-refresh=r"]);
+        let h = headers(&[
+            "a=1; __Host-tessera-sig=x; b=2",
+            "__Secure-tessera-refresh=r",
+        ]);
         assert_eq!(strip(&h).unwrap(), "a=1; b=2");
         assert!(strip(&headers(&["__Host-tessera-csrf=z"])).is_none());
     }

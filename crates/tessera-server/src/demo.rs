@@ -43,8 +43,14 @@ fn unauthenticated() -> Response {
 }
 
 async fn list_notes(State(notes): State<Arc<Notes>>, headers: HeaderMap) -> Response {
-    let Some(user) = user_of(&headers) else { return unauthenticated() };
-    let list = notes.0.lock().map(|m| m.get(&user).cloned().unwrap_or_default()).unwrap_or_default();
+    let Some(user) = user_of(&headers) else {
+        return unauthenticated();
+    };
+    let list = notes
+        .0
+        .lock()
+        .map(|m| m.get(&user).cloned().unwrap_or_default())
+        .unwrap_or_default();
     Json(json!({ "notes": list })).into_response()
 }
 
@@ -53,18 +59,36 @@ struct NewNote {
     text: String,
 }
 
-async fn add_note(State(notes): State<Arc<Notes>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let Some(user) = user_of(&headers) else { return unauthenticated() };
+async fn add_note(
+    State(notes): State<Arc<Notes>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(user) = user_of(&headers) else {
+        return unauthenticated();
+    };
     // JSON only: text/plain and forms are what cross-site pages can send without CORS.
     if !crate::routes::content_type_is(&headers, "application/json") {
-        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(json!({"error": "unsupported_media_type", "message": "send application/json"}))).into_response();
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Json(json!({"error": "unsupported_media_type", "message": "send application/json"})),
+        )
+            .into_response();
     }
     let Ok(new) = serde_json::from_slice::<NewNote>(&body) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_request", "message": "send {\"text\": \"…\"}"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request", "message": "send {\"text\": \"…\"}"})),
+        )
+            .into_response();
     };
     let text = new.text.trim();
     if text.is_empty() || text.chars().count() > 2000 {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_request", "message": "a note has 1 to 2000 characters"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request", "message": "a note has 1 to 2000 characters"})),
+        )
+            .into_response();
     }
     let note = Note {
         id: b64::encode(random_bytes::<9>()),
@@ -119,10 +143,18 @@ pub async fn spawn_api() -> std::io::Result<String> {
 
 /// Makes sure the demo user exists; returns `(username, password)`. The password is kept
 /// in `data_dir/demo-password` (0600) so a second start prints the same one.
-pub async fn ensure_demo_user(store: &dyn Store, data_dir: &Path, params: HashParams, now: tessera_core::UnixTime) -> Result<(String, String), String> {
+pub async fn ensure_demo_user(
+    store: &dyn Store,
+    data_dir: &Path,
+    params: HashParams,
+    now: tessera_core::UnixTime,
+) -> Result<(String, String), String> {
     let username = "demo".to_owned();
     let pw_file = data_dir.join("demo-password");
-    let existing = store.user_by_name(&username).await.map_err(|e| e.to_string())?;
+    let existing = store
+        .user_by_name(&username)
+        .await
+        .map_err(|e| e.to_string())?;
     if existing.is_some() {
         if let Ok(pw) = std::fs::read_to_string(&pw_file) {
             return Ok((username, pw.trim().to_owned()));
@@ -132,7 +164,10 @@ pub async fn ensure_demo_user(store: &dyn Store, data_dir: &Path, params: HashPa
     let hash = hash_password(&password, params).map_err(|e| e.to_string())?;
     match existing {
         Some(user) => {
-            store.set_password_hash(user.id, &hash).await.map_err(|e| e.to_string())?;
+            store
+                .set_password_hash(user.id, &hash)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         None => {
             let user = User {
@@ -150,6 +185,7 @@ pub async fn ensure_demo_user(store: &dyn Store, data_dir: &Path, params: HashPa
         }
     }
     let _ = std::fs::remove_file(&pw_file);
-    crate::fsutil::write_private(&pw_file, password.as_bytes()).map_err(|e| format!("{}: {e}", pw_file.display()))?;
+    crate::fsutil::write_private(&pw_file, password.as_bytes())
+        .map_err(|e| format!("{}: {e}", pw_file.display()))?;
     Ok((username, password))
 }

@@ -9,7 +9,10 @@ use crate::state::AppState;
 /// The key thumbprint a token request binds to, from its `DPoP` header, if any.
 pub fn token_request_binding(_state: &AppState, parts: &Parts) -> Result<Option<String>, AppError> {
     if parts.headers.contains_key("dpop") {
-        return Err(AppError::invalid_request("DPoP proofs are not supported yet").oauth("invalid_dpop_proof"));
+        return Err(
+            AppError::invalid_request("DPoP proofs are not supported yet")
+                .oauth("invalid_dpop_proof"),
+        );
     }
     Ok(None)
 }

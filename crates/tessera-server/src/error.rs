@@ -38,11 +38,19 @@ impl AppError {
     }
     /// 401 `unauthenticated`.
     pub fn unauthenticated() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "valid credentials are required")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "valid credentials are required",
+        )
     }
     /// 401 `invalid_credentials` (the same for unknown users and wrong passwords).
     pub fn invalid_credentials() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong username or password",
+        )
     }
     /// 401 `refresh_token_reused`: the session has been revoked.
     pub fn refresh_token_reused() -> Self {
@@ -63,11 +71,19 @@ impl AppError {
     }
     /// 405 `method_not_allowed`.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed here",
+        )
     }
     /// 413 `payload_too_large`.
     pub fn payload_too_large() -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large")
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body too large",
+        )
     }
     /// 415 `unsupported_media_type` (JSON endpoints refuse forms and text/plain).
     pub fn unsupported_media_type() -> Self {
@@ -79,32 +95,56 @@ impl AppError {
     }
     /// 429 `rate_limited`.
     pub fn rate_limited(retry_after: u64) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many attempts; try again later")
-            .retry_after(retry_after)
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many attempts; try again later",
+        )
+        .retry_after(retry_after)
     }
     /// 503 `overloaded`.
     pub fn overloaded() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many logins at once; try again shortly")
-            .retry_after(1)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many logins at once; try again shortly",
+        )
+        .retry_after(1)
     }
     /// 503 `unavailable` (the store is down). The detail is logged, not shown.
     pub fn unavailable(detail: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %detail, "store unavailable");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "temporarily unavailable; try again shortly")
-            .retry_after(5)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "temporarily unavailable; try again shortly",
+        )
+        .retry_after(5)
     }
     /// 502 `bad_gateway`.
     pub fn bad_gateway() -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream API did not answer")
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "the upstream API did not answer",
+        )
     }
     /// 504 `gateway_timeout`.
     pub fn gateway_timeout() -> Self {
-        Self::new(StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "the upstream API took too long")
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "gateway_timeout",
+            "the upstream API took too long",
+        )
     }
     /// 500 `internal`: logged with detail; the client sees nothing specific.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 
     /// Adds `Retry-After`.

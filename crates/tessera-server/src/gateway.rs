@@ -41,7 +41,9 @@ pub struct Upstream {
 impl Upstream {
     /// Parses `http://host:port[/base]`.
     pub fn new(url: &str, config: &Config) -> Result<Self, String> {
-        let uri: Uri = url.parse().map_err(|_| format!("upstream {url:?} is not a URL"))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| format!("upstream {url:?} is not a URL"))?;
         let scheme = uri.scheme().cloned().ok_or("upstream needs a scheme")?;
         let authority = uri.authority().cloned().ok_or("upstream needs a host")?;
         let base_path = uri.path().trim_end_matches('/').to_owned();
@@ -68,7 +70,11 @@ pub fn path_is_canonical(path: &str) -> bool {
         return false;
     }
     let lower = path.to_ascii_lowercase();
-    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+    if lower.contains("%2e")
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains("%00")
+    {
         return false;
     }
     !path.split('/').any(|seg| seg == "." || seg == "..")
@@ -76,7 +82,8 @@ pub fn path_is_canonical(path: &str) -> bool {
 
 fn is_public(config: &Config, path: &str) -> bool {
     config.public_paths.iter().any(|p| {
-        path.starts_with(p.as_str()) && (p.ends_with('/') || path.len() == p.len() || path.as_bytes()[p.len()] == b'/')
+        path.starts_with(p.as_str())
+            && (p.ends_with('/') || path.len() == p.len() || path.as_bytes()[p.len()] == b'/')
     })
 }
 
@@ -123,14 +130,28 @@ fn is_spoofable_identity(name: &str) -> bool {
         || name == "remote-user"
 }
 
-fn upstream_request_headers(state: &AppState, src: &HeaderMap, peer: Option<PeerAddr>, identity: Option<&Identity>) -> HeaderMap {
+fn upstream_request_headers(
+    state: &AppState,
+    src: &HeaderMap,
+    peer: Option<PeerAddr>,
+    identity: Option<&Identity>,
+) -> HeaderMap {
     let mut h = src.clone();
     remove_hop_by_hop(&mut h);
-    let spoofable: Vec<HeaderName> = h.keys().filter(|n| is_spoofable_identity(n.as_str())).cloned().collect();
+    let spoofable: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| is_spoofable_identity(n.as_str()))
+        .cloned()
+        .collect();
     for n in spoofable {
         h.remove(n);
     }
-    for n in [header::AUTHORIZATION, header::HOST, HeaderName::from_static("dpop"), HeaderName::from_static("x-csrf-token")] {
+    for n in [
+        header::AUTHORIZATION,
+        header::HOST,
+        HeaderName::from_static("dpop"),
+        HeaderName::from_static("x-csrf-token"),
+    ] {
         h.remove(n);
     }
     h.remove(header::COOKIE);
@@ -140,12 +161,21 @@ fn upstream_request_headers(state: &AppState, src: &HeaderMap, peer: Option<Peer
     // Forwarding headers: believed from trusted proxies only, otherwise replaced.
     let peer_trusted = peer.is_some_and(|p| state.config.trusted_proxies.contains(&p.0.ip()));
     if !peer_trusted {
-        for n in ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip"] {
+        for n in [
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "forwarded",
+            "x-real-ip",
+        ] {
             h.remove(n);
         }
     }
     if let Some(p) = peer {
-        let prior = h.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let prior = h
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let value = match prior {
             Some(prior) => format!("{prior}, {}", p.0.ip()),
             None => p.0.ip().to_string(),
@@ -155,7 +185,10 @@ fn upstream_request_headers(state: &AppState, src: &HeaderMap, peer: Option<Peer
         }
     }
     if !h.contains_key("x-forwarded-proto") {
-        h.insert("x-forwarded-proto", HeaderValue::from_static(if state.tls { "https" } else { "http" }));
+        h.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if state.tls { "https" } else { "http" }),
+        );
     }
     if let (Some(host), false) = (src.get(header::HOST), h.contains_key("x-forwarded-host")) {
         h.insert("x-forwarded-host", host.clone());
@@ -205,7 +238,12 @@ fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Forwards `req` to the upstream, streaming both bodies.
-pub async fn proxy(state: &AppState, upstream: &Upstream, req: Request, identity: Option<&Identity>) -> Result<Response, AppError> {
+pub async fn proxy(
+    state: &AppState,
+    upstream: &Upstream,
+    req: Request,
+    identity: Option<&Identity>,
+) -> Result<Response, AppError> {
     let (parts, body) = req.into_parts();
     let limit = state.config.limits.max_body_bytes;
     let declared = parts
@@ -230,9 +268,16 @@ pub async fn proxy(state: &AppState, upstream: &Upstream, req: Request, identity
     if let Some(h) = out.headers_mut() {
         *h = headers;
     }
-    let out = out.body(body).map_err(|_| AppError::invalid_request("bad request"))?;
+    let out = out
+        .body(body)
+        .map_err(|_| AppError::invalid_request("bad request"))?;
     inc(&state.metrics.proxied);
-    let res = match tokio::time::timeout(state.config.limits.upstream_timeout, upstream.client.request(out)).await {
+    let res = match tokio::time::timeout(
+        state.config.limits.upstream_timeout,
+        upstream.client.request(out),
+    )
+    .await
+    {
         Err(_) => return Err(AppError::gateway_timeout()),
         Ok(Err(e)) => {
             if is_length_limit(&e) {
@@ -245,7 +290,10 @@ pub async fn proxy(state: &AppState, upstream: &Upstream, req: Request, identity
     };
     let (mut parts, body) = res.into_parts();
     clean_response_headers(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(body.map_err(axum::Error::new))))
+    Ok(Response::from_parts(
+        parts,
+        Body::new(body.map_err(axum::Error::new)),
+    ))
 }
 
 /// True if `path` names a regular file under `dir` (directories map to `index.html`).
@@ -265,7 +313,10 @@ async fn serve_static(dir: &std::path::Path, req: Request) -> Response {
 }
 
 /// Everything that is not one of tessera's own routes.
-pub async fn fallback(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AppError> {
+pub async fn fallback(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Response, AppError> {
     let path = req.uri().path().to_owned();
     if !path_is_canonical(&path) {
         return Err(AppError::invalid_request("non-canonical path"));
@@ -285,7 +336,11 @@ pub async fn fallback(State(state): State<Arc<AppState>>, req: Request) -> Resul
     route_upstream(state, req, &path).await
 }
 
-async fn route_upstream(state: Arc<AppState>, req: Request, path: &str) -> Result<Response, AppError> {
+async fn route_upstream(
+    state: Arc<AppState>,
+    req: Request,
+    path: &str,
+) -> Result<Response, AppError> {
     let Some(upstream) = state.upstream.clone() else {
         return Err(AppError::not_found());
     };
@@ -310,14 +365,30 @@ mod tests {
         for ok in ["/", "/api/notes", "/api/notes/1", "/a.b/c"] {
             assert!(path_is_canonical(ok), "{ok}");
         }
-        for bad in ["/api/../admin", "/api/./x", "//evil", "/api/%2e%2e/admin", "/api%2fadmin", "/a;jsessionid=1", "/a\\b", "api"] {
+        for bad in [
+            "/api/../admin",
+            "/api/./x",
+            "//evil",
+            "/api/%2e%2e/admin",
+            "/api%2fadmin",
+            "/a;jsessionid=1",
+            "/a\\b",
+            "api",
+        ] {
             assert!(!path_is_canonical(bad), "{bad}");
         }
     }
 
     #[test]
     fn identity_headers_from_clients_are_spoofable() {
-        for n in ["x-tessera-user", "x-remote-user", "x-forwarded-user", "x-user-id", "x-auth-request-email", "remote-user"] {
+        for n in [
+            "x-tessera-user",
+            "x-remote-user",
+            "x-forwarded-user",
+            "x-user-id",
+            "x-auth-request-email",
+            "remote-user",
+        ] {
             assert!(is_spoofable_identity(n), "{n}");
         }
         assert!(!is_spoofable_identity("x-request-id"));

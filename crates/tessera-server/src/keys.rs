@@ -73,7 +73,11 @@ fn unseal(master: &MasterKey, k: &StoredKey) -> Result<SigningKey, KeysError> {
 }
 
 /// Loads every stored key into a ring as of `now`.
-pub async fn load_ring(store: &dyn Store, master: &MasterKey, now: UnixTime) -> Result<KeyRing, KeysError> {
+pub async fn load_ring(
+    store: &dyn Store,
+    master: &MasterKey,
+    now: UnixTime,
+) -> Result<KeyRing, KeysError> {
     let stored = store.list_keys().await?;
     let mut keys = Vec::with_capacity(stored.len());
     for k in &stored {
@@ -101,14 +105,19 @@ pub async fn ensure_keys(
         None => {
             let key = SigningKey::generate(schedule.alg, now).map_err(|_| KeysError::Generate)?;
             store.insert_key(&seal(master, &key)).await?;
-            tracing::info!(kid = key.kid(), alg = key.alg().name(), "created signing key");
+            tracing::info!(
+                kid = key.kid(),
+                alg = key.alg().name(),
+                "created signing key"
+            );
         }
         Some(active) => {
             let has_next = keys.iter().any(|k| k.activates_at > now);
             let due = active.activates_at.plus(schedule.rotate_every);
             if !has_next && due.minus(schedule.prepublish) <= now {
                 let activates = due.max(now.plus(schedule.prepublish));
-                let fresh = SigningKey::generate(schedule.alg, now).map_err(|_| KeysError::Generate)?;
+                let fresh =
+                    SigningKey::generate(schedule.alg, now).map_err(|_| KeysError::Generate)?;
                 let next = SigningKey::from_parts(
                     fresh.kid().to_owned(),
                     schedule.alg,
@@ -120,7 +129,11 @@ pub async fn ensure_keys(
                 )
                 .map_err(|_| KeysError::Generate)?;
                 store.insert_key(&seal(master, &next)).await?;
-                tracing::info!(kid = next.kid(), activates_at = activates.0, "published next signing key");
+                tracing::info!(
+                    kid = next.kid(),
+                    activates_at = activates.0,
+                    "published next signing key"
+                );
             }
         }
     }
@@ -131,7 +144,11 @@ pub async fn ensure_keys(
 
 /// Gives every activated key that a newer activated key supersedes its retirement and
 /// expiry times.
-async fn retire_superseded(store: &dyn Store, schedule: KeySchedule, now: UnixTime) -> Result<(), KeysError> {
+async fn retire_superseded(
+    store: &dyn Store,
+    schedule: KeySchedule,
+    now: UnixTime,
+) -> Result<(), KeysError> {
     let keys = store.list_keys().await?;
     let activated: Vec<&StoredKey> = keys.iter().filter(|k| k.activates_at <= now).collect();
     let newest = activated
@@ -145,11 +162,16 @@ async fn retire_superseded(store: &dyn Store, schedule: KeySchedule, now: UnixTi
         }
         let successor_start = activated
             .iter()
-            .filter(|o| o.kid != k.kid && (o.activates_at, o.created_at) > (k.activates_at, k.created_at))
+            .filter(|o| {
+                o.kid != k.kid && (o.activates_at, o.created_at) > (k.activates_at, k.created_at)
+            })
             .map(|o| o.activates_at)
             .min()
             .unwrap_or(now);
-        let retires = k.retires_at.unwrap_or(successor_start).min(successor_start.max(k.activates_at));
+        let retires = k
+            .retires_at
+            .unwrap_or(successor_start)
+            .min(successor_start.max(k.activates_at));
         let expires = retires.plus(schedule.token_life);
         if k.retires_at != Some(retires) || k.expires_at.is_none() {
             store

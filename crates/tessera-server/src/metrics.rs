@@ -48,12 +48,22 @@ impl Metrics {
     /// Renders the counters plus the given gauges.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::with_capacity(2048);
-        let _ = writeln!(out, "# HELP tessera_responses_total Responses by status class.");
+        let _ = writeln!(
+            out,
+            "# HELP tessera_responses_total Responses by status class."
+        );
         let _ = writeln!(out, "# TYPE tessera_responses_total counter");
         for (i, c) in self.responses.iter().enumerate().skip(1) {
-            let _ = writeln!(out, "tessera_responses_total{{class=\"{i}xx\"}} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "tessera_responses_total{{class=\"{i}xx\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
-        let _ = writeln!(out, "# HELP tessera_logins_total Login attempts by outcome.");
+        let _ = writeln!(
+            out,
+            "# HELP tessera_logins_total Login attempts by outcome."
+        );
         let _ = writeln!(out, "# TYPE tessera_logins_total counter");
         for (outcome, c) in [
             ("success", &self.login_success),
@@ -61,16 +71,48 @@ impl Metrics {
             ("overloaded", &self.login_overloaded),
             ("rate_limited", &self.login_rate_limited),
         ] {
-            let _ = writeln!(out, "tessera_logins_total{{outcome=\"{outcome}\"}} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "tessera_logins_total{{outcome=\"{outcome}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         for (name, help, c) in [
-            ("tessera_refresh_total", "Refresh-token rotations.", &self.refresh),
-            ("tessera_refresh_reuse_total", "Refresh-token reuse detected (session revoked).", &self.refresh_reuse),
-            ("tessera_proxied_total", "Requests proxied upstream.", &self.proxied),
-            ("tessera_verify_ok_total", "Credential checks that passed.", &self.verify_ok),
-            ("tessera_verify_fail_total", "Credential checks that failed.", &self.verify_fail),
-            ("tessera_csrf_refused_total", "Requests refused by CSRF rules.", &self.csrf_refused),
-            ("tessera_store_errors_total", "Store operations that failed.", &self.store_errors),
+            (
+                "tessera_refresh_total",
+                "Refresh-token rotations.",
+                &self.refresh,
+            ),
+            (
+                "tessera_refresh_reuse_total",
+                "Refresh-token reuse detected (session revoked).",
+                &self.refresh_reuse,
+            ),
+            (
+                "tessera_proxied_total",
+                "Requests proxied upstream.",
+                &self.proxied,
+            ),
+            (
+                "tessera_verify_ok_total",
+                "Credential checks that passed.",
+                &self.verify_ok,
+            ),
+            (
+                "tessera_verify_fail_total",
+                "Credential checks that failed.",
+                &self.verify_fail,
+            ),
+            (
+                "tessera_csrf_refused_total",
+                "Requests refused by CSRF rules.",
+                &self.csrf_refused,
+            ),
+            (
+                "tessera_store_errors_total",
+                "Store operations that failed.",
+                &self.store_errors,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");

@@ -92,16 +92,27 @@ impl RateLimiter {
     }
 
     fn user_key(username: &str) -> String {
-        username.chars().take(128).collect::<String>().to_lowercase()
+        username
+            .chars()
+            .take(128)
+            .collect::<String>()
+            .to_lowercase()
     }
 
     /// Before a password check: `Err(seconds to wait)` if this attempt must be refused.
-    pub fn before_attempt(&self, username: &str, ip: Option<IpAddr>, now: UnixTime) -> Result<(), u64> {
+    pub fn before_attempt(
+        &self,
+        username: &str,
+        ip: Option<IpAddr>,
+        now: UnixTime,
+    ) -> Result<(), u64> {
         let now = now.0;
         if let Some(ip) = ip {
             let mut ips = self.ips.lock().map_err(|_| 1u64)?;
             prune(&mut ips, self.per_ip, now);
-            let b = ips.entry(ip).or_insert_with(|| Bucket::full(self.per_ip, now));
+            let b = ips
+                .entry(ip)
+                .or_insert_with(|| Bucket::full(self.per_ip, now));
             b.refill(self.per_ip, now);
             if b.tokens < 1.0 {
                 return Err(b.wait(self.per_ip));
@@ -191,8 +202,14 @@ mod tests {
         for _ in 0..10 {
             rl.failed("alice", t);
         }
-        assert!(rl.before_attempt("alice", ip(9), t).is_err(), "attacker's IP throttled");
-        assert!(rl.before_attempt("alice", ip(7), t).is_ok(), "owner's device still admitted");
+        assert!(
+            rl.before_attempt("alice", ip(9), t).is_err(),
+            "attacker's IP throttled"
+        );
+        assert!(
+            rl.before_attempt("alice", ip(7), t).is_ok(),
+            "owner's device still admitted"
+        );
     }
 
     #[test]

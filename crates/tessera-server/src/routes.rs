@@ -43,7 +43,10 @@ pub fn content_type_is(headers: &HeaderMap, essence: &str) -> bool {
 
 /// Parses a JSON body; only `application/json` is accepted (no forms, no text/plain:
 /// those are what cross-site forms can send).
-pub async fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: Body) -> AppResult<T> {
+pub async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> AppResult<T> {
     if !content_type_is(headers, "application/json") {
         return Err(AppError::unsupported_media_type());
     }
@@ -83,7 +86,9 @@ pub async fn check_password(
     ip: Option<std::net::IpAddr>,
 ) -> AppResult<PasswordCheck> {
     if username.is_empty() || username.len() > 128 || password.is_empty() {
-        return Err(AppError::invalid_request("username and password are required"));
+        return Err(AppError::invalid_request(
+            "username and password are required",
+        ));
     }
     if password.len() > state.config.passwords.max_length {
         return Err(AppError::invalid_request("password too long"));
@@ -102,12 +107,18 @@ pub async fn check_password(
     result
 }
 
-async fn check_password_unthrottled(state: &Arc<AppState>, username: &str, password: &str) -> AppResult<PasswordCheck> {
+async fn check_password_unthrottled(
+    state: &Arc<AppState>,
+    username: &str,
+    password: &str,
+) -> AppResult<PasswordCheck> {
     let user = state.store.user_by_name(username).await.map_err(|e| {
         inc(&state.metrics.store_errors);
         AppError::unavailable(e)
     })?;
-    let stored = user.as_ref().map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());
+    let stored = user
+        .as_ref()
+        .map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());
     let params = state.config.passwords.params();
     let pw = zeroize::Zeroizing::new(password.to_owned());
     let pw2 = pw.clone();
@@ -119,7 +130,9 @@ async fn check_password_unthrottled(state: &Arc<AppState>, username: &str, passw
             inc(&state.metrics.login_overloaded);
             AppError::overloaded()
         })?;
-    let Some(user) = user else { return Ok(PasswordCheck::Bad) };
+    let Some(user) = user else {
+        return Ok(PasswordCheck::Bad);
+    };
     match verdict {
         Verdict::Mismatch => Ok(PasswordCheck::Bad),
         _ if user.disabled => Ok(PasswordCheck::Bad),
@@ -127,7 +140,11 @@ async fn check_password_unthrottled(state: &Arc<AppState>, username: &str, passw
         Verdict::MatchNeedsRehash => {
             // Upgrade old parameters or imported bcrypt hashes; a failure only logs.
             let id = user.id;
-            if let Ok(Ok(new_hash)) = state.hash_pool.run(move || password::hash_password(&pw, params)).await {
+            if let Ok(Ok(new_hash)) = state
+                .hash_pool
+                .run(move || password::hash_password(&pw, params))
+                .await
+            {
                 match state.store.set_password_hash(id, &new_hash).await {
                     Ok(_) => tracing::info!(user = %id, "password hash upgraded"),
                     Err(e) => tracing::warn!(error = %e, "password rehash not stored"),
@@ -149,7 +166,12 @@ pub struct Grant {
 }
 
 /// Signs an access token for `user` in `session`.
-pub fn sign_access_token(state: &AppState, user: &User, session: &Session, now: UnixTime) -> AppResult<(String, AccessClaims)> {
+pub fn sign_access_token(
+    state: &AppState,
+    user: &User,
+    session: &Session,
+    now: UnixTime,
+) -> AppResult<(String, AccessClaims)> {
     let claims = AccessClaims {
         iss: state.verifier.issuer().to_owned(),
         aud: state.verifier.audience().to_owned(),
@@ -161,7 +183,10 @@ pub fn sign_access_token(state: &AppState, user: &User, session: &Session, now: 
         jti: b64::encode(random_bytes::<16>()),
         roles: user.roles.clone(),
         username: user.username.clone(),
-        cnf: session.dpop_jkt.as_ref().map(|jkt| tessera_core::Cnf { jkt: jkt.clone() }),
+        cnf: session
+            .dpop_jkt
+            .as_ref()
+            .map(|jkt| tessera_core::Cnf { jkt: jkt.clone() }),
     };
     let token = state
         .keys
@@ -172,7 +197,12 @@ pub fn sign_access_token(state: &AppState, user: &User, session: &Session, now: 
 }
 
 /// Starts a session for `user` and issues its first tokens.
-pub async fn start_session(state: &AppState, user: &User, client: &str, dpop_jkt: Option<String>) -> AppResult<(Session, Grant)> {
+pub async fn start_session(
+    state: &AppState,
+    user: &User,
+    client: &str,
+    dpop_jkt: Option<String>,
+) -> AppResult<(Session, Grant)> {
     let now = state.clock.now();
     let session = Session {
         id: SessionId::random(),
@@ -206,7 +236,7 @@ pub async fn start_session(state: &AppState, user: &User, client: &str, dpop_jkt
 /// What a rotation led to.
 pub enum RefreshResult {
     /// New tokens.
-    Rotated(Session, User, Grant),
+    Rotated(Box<(Session, User, Grant)>),
     /// The token was reused after the grace: the session is revoked.
     Reused(Session),
     /// Unknown, expired or revoked.
@@ -226,10 +256,14 @@ pub async fn rotate(state: &AppState, token: &str) -> AppResult<RefreshResult> {
         idle_ttl: state.config.tokens.refresh_ttl.as_secs(),
         revoke_until: now.plus(state.token_life()),
     };
-    let outcome = state.store.rotate_refresh_token(&rotation).await.map_err(|e| {
-        inc(&state.metrics.store_errors);
-        AppError::unavailable(e)
-    })?;
+    let outcome = state
+        .store
+        .rotate_refresh_token(&rotation)
+        .await
+        .map_err(|e| {
+            inc(&state.metrics.store_errors);
+            AppError::unavailable(e)
+        })?;
     match outcome {
         RotateOutcome::Rotated { session, .. } => {
             let user = match state.store.user_by_id(session.user_id).await {
@@ -239,7 +273,7 @@ pub async fn rotate(state: &AppState, token: &str) -> AppResult<RefreshResult> {
             };
             let (access_token, claims) = sign_access_token(state, &user, &session, now)?;
             inc(&state.metrics.refresh);
-            Ok(RefreshResult::Rotated(
+            Ok(RefreshResult::Rotated(Box::new((
                 session,
                 user,
                 Grant {
@@ -247,10 +281,12 @@ pub async fn rotate(state: &AppState, token: &str) -> AppResult<RefreshResult> {
                     claims,
                     refresh_token: successor,
                 },
-            ))
+            ))))
         }
         RotateOutcome::Reused { session } => {
-            state.denylist.revoke_session(session.id, rotation.revoke_until);
+            state
+                .denylist
+                .revoke_session(session.id, rotation.revoke_until);
             inc(&state.metrics.refresh_reuse);
             Ok(RefreshResult::Reused(session))
         }
@@ -305,7 +341,11 @@ fn peer(req: &Request) -> Option<PeerAddr> {
 /// `POST /auth/login`.
 pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let (parts, body) = req.into_parts();
-    let origin = audit::origin(&state, parts.extensions.get::<PeerAddr>().copied(), &parts.headers);
+    let origin = audit::origin(
+        &state,
+        parts.extensions.get::<PeerAddr>().copied(),
+        &parts.headers,
+    );
     // Login CSRF: a foreign page must not log the victim into the attacker's account.
     auth::check_origin(&state, &parts.headers)?;
     let body: LoginRequest = json_body(&parts.headers, body).await?;
@@ -313,7 +353,15 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResul
         PasswordCheck::Ok(user) => user,
         PasswordCheck::Bad => {
             inc(&state.metrics.login_failure);
-            audit::record(&state, &origin, Event { kind: "login_failure", username: Some(&body.username), ..Default::default() });
+            audit::record(
+                &state,
+                &origin,
+                Event {
+                    kind: "login_failure",
+                    username: Some(&body.username),
+                    ..Default::default()
+                },
+            );
             return Err(AppError::invalid_credentials());
         }
     };
@@ -354,7 +402,10 @@ pub async fn session(State(state): State<Arc<AppState>>, req: Request) -> AppRes
 }
 
 /// `POST /auth/refresh` (browser): rotates the refresh cookie.
-pub async fn refresh_browser(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
+pub async fn refresh_browser(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> AppResult<Response> {
     let headers = req.headers();
     let origin = audit::origin(&state, peer(&req), headers);
     auth::check_origin(&state, headers)?;
@@ -375,12 +426,33 @@ pub async fn refresh_browser(State(state): State<Arc<AppState>>, req: Request) -
         return Err(AppError::unauthenticated());
     }
     match rotate(&state, token).await? {
-        RefreshResult::Rotated(session, user, grant) => {
-            audit::record(&state, &origin, Event { kind: "refresh", username: Some(&user.username), user_id: Some(user.id.to_string()), session_id: Some(session.id.to_string()), ..Default::default() });
+        RefreshResult::Rotated(rotated) => {
+            let (session, user, grant) = *rotated;
+            audit::record(
+                &state,
+                &origin,
+                Event {
+                    kind: "refresh",
+                    username: Some(&user.username),
+                    user_id: Some(user.id.to_string()),
+                    session_id: Some(session.id.to_string()),
+                    ..Default::default()
+                },
+            );
             Ok(browser_grant(&state, &user, &session, &grant))
         }
         RefreshResult::Reused(session) => {
-            audit::record(&state, &origin, Event { kind: "refresh_reuse", user_id: Some(session.user_id.to_string()), session_id: Some(session.id.to_string()), detail: Some("session revoked".into()), ..Default::default() });
+            audit::record(
+                &state,
+                &origin,
+                Event {
+                    kind: "refresh_reuse",
+                    user_id: Some(session.user_id.to_string()),
+                    session_id: Some(session.id.to_string()),
+                    detail: Some("session revoked".into()),
+                    ..Default::default()
+                },
+            );
             Err(AppError::refresh_token_reused())
         }
         RefreshResult::Invalid => Err(AppError::unauthenticated().clearing_cookies()),
@@ -400,10 +472,14 @@ pub async fn revoke_session(state: &AppState, sid: SessionId) -> Result<(), AppE
     let now = state.clock.now();
     let until = now.plus(state.token_life());
     state.denylist.revoke_session(sid, until);
-    state.store.revoke_session(sid, now, until).await.map_err(|e| {
-        inc(&state.metrics.store_errors);
-        AppError::unavailable(e).clearing_cookies()
-    })?;
+    state
+        .store
+        .revoke_session(sid, now, until)
+        .await
+        .map_err(|e| {
+            inc(&state.metrics.store_errors);
+            AppError::unavailable(e).clearing_cookies()
+        })?;
     Ok(())
 }
 
@@ -414,7 +490,9 @@ pub async fn logout(State(state): State<Arc<AppState>>, req: Request) -> AppResu
     auth::check_origin(&state, headers)?;
     let jar = cookies::read(headers)?;
     // Which session: the access token's, else the refresh token's.
-    let mut sid = auth::verify_cookies(&state, &jar).ok().and_then(|c| c.session_id());
+    let mut sid = auth::verify_cookies(&state, &jar)
+        .ok()
+        .and_then(|c| c.session_id());
     if sid.is_none() {
         if let Some(token) = jar.refresh.filter(|t| refresh::is_well_formed(t)) {
             sid = match state.store.session_for_refresh(&refresh::hash(token)).await {
@@ -428,7 +506,15 @@ pub async fn logout(State(state): State<Arc<AppState>>, req: Request) -> AppResu
     };
     auth::check_csrf_token(&state, headers, &sid)?;
     revoke_session(&state, sid).await?;
-    audit::record(&state, &origin, Event { kind: "logout", session_id: Some(sid.to_string()), ..Default::default() });
+    audit::record(
+        &state,
+        &origin,
+        Event {
+            kind: "logout",
+            session_id: Some(sid.to_string()),
+            ..Default::default()
+        },
+    );
     Ok(cleared(StatusCode::NO_CONTENT))
 }
 
@@ -437,10 +523,14 @@ pub async fn revoke_user(state: &AppState, user: UserId) -> Result<usize, AppErr
     let now = state.clock.now();
     let until = now.plus(state.token_life());
     state.denylist.revoke_user_before(user, now, until);
-    let sessions = state.store.revoke_user(user, now, until).await.map_err(|e| {
-        inc(&state.metrics.store_errors);
-        AppError::unavailable(e).clearing_cookies()
-    })?;
+    let sessions = state
+        .store
+        .revoke_user(user, now, until)
+        .await
+        .map_err(|e| {
+            inc(&state.metrics.store_errors);
+            AppError::unavailable(e).clearing_cookies()
+        })?;
     for sid in &sessions {
         state.denylist.revoke_session(*sid, until);
     }
@@ -451,9 +541,22 @@ pub async fn revoke_user(state: &AppState, user: UserId) -> Result<usize, AppErr
 pub async fn logout_all(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let origin = audit::origin(&state, peer(&req), req.headers());
     let identity = auth::authenticate(&state, req.method(), req.headers())?;
-    let user = identity.claims.user_id().ok_or_else(AppError::unauthenticated)?;
+    let user = identity
+        .claims
+        .user_id()
+        .ok_or_else(AppError::unauthenticated)?;
     let n = revoke_user(&state, user).await?;
-    audit::record(&state, &origin, Event { kind: "logout_all", username: Some(&identity.claims.username), user_id: Some(identity.claims.sub.clone()), session_id: Some(identity.claims.sid.clone()), detail: Some(format!("{n} sessions")), ..Default::default() });
+    audit::record(
+        &state,
+        &origin,
+        Event {
+            kind: "logout_all",
+            username: Some(&identity.claims.username),
+            user_id: Some(identity.claims.sub.clone()),
+            session_id: Some(identity.claims.sid.clone()),
+            detail: Some(format!("{n} sessions")),
+        },
+    );
     Ok(cleared(StatusCode::NO_CONTENT))
 }
 
@@ -476,7 +579,10 @@ pub async fn verify(State(state): State<Arc<AppState>>, req: Request) -> AppResu
     let method = headers
         .get("x-forwarded-method")
         .or_else(|| headers.get("x-original-method"))
-        .map(|v| Method::from_bytes(v.as_bytes()).map_err(|_| AppError::invalid_request("bad forwarded method")))
+        .map(|v| {
+            Method::from_bytes(v.as_bytes())
+                .map_err(|_| AppError::invalid_request("bad forwarded method"))
+        })
         .transpose()?
         .unwrap_or(Method::GET);
     let identity = auth::authenticate(&state, &method, headers)?;
@@ -509,8 +615,16 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         .is_ok_and(|r| r.is_ok());
     let has_key = state.keys.load().active().is_some();
     let status = if store_ok { "ok" } else { "degraded" };
-    let code = if has_key { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let mut res = (code, Json(json!({"status": status, "store": store_ok, "signing_key": has_key}))).into_response();
+    let code = if has_key {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut res = (
+        code,
+        Json(json!({"status": status, "store": store_ok, "signing_key": has_key})),
+    )
+        .into_response();
     no_store(&mut res);
     res
 }
@@ -520,17 +634,46 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let stats = state.denylist.stats();
     let now = state.clock.now();
     let ring = state.keys.load();
-    let key_age = ring.active().map_or(0.0, |k| now.0.saturating_sub(k.activates_at().0) as f64);
-    let degraded = if state.degraded.load(std::sync::atomic::Ordering::Relaxed) { 1.0 } else { 0.0 };
+    let key_age = ring
+        .active()
+        .map_or(0.0, |k| now.0.saturating_sub(k.activates_at().0) as f64);
+    let degraded = if state.degraded.load(std::sync::atomic::Ordering::Relaxed) {
+        1.0
+    } else {
+        0.0
+    };
     let body = state.metrics.render(&[
-        ("tessera_denylist_sessions", "Revoked sessions held in memory.", stats.sessions as f64),
-        ("tessera_denylist_users", "Users with a not-before time in memory.", stats.users as f64),
-        ("tessera_signing_key_age_seconds", "Age of the active signing key.", key_age),
-        ("tessera_keys", "Keys in the ring (next, active, retired).", ring.keys().len() as f64),
-        ("tessera_store_degraded", "1 while the store is unreachable.", degraded),
+        (
+            "tessera_denylist_sessions",
+            "Revoked sessions held in memory.",
+            stats.sessions as f64,
+        ),
+        (
+            "tessera_denylist_users",
+            "Users with a not-before time in memory.",
+            stats.users as f64,
+        ),
+        (
+            "tessera_signing_key_age_seconds",
+            "Age of the active signing key.",
+            key_age,
+        ),
+        (
+            "tessera_keys",
+            "Keys in the ring (next, active, retired).",
+            ring.keys().len() as f64,
+        ),
+        (
+            "tessera_store_degraded",
+            "1 while the store is unreachable.",
+            degraded,
+        ),
     ]);
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
         body,
     )
         .into_response()

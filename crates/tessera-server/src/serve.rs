@@ -77,7 +77,9 @@ pub async fn run(
             });
             match acceptor {
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
                         Ok(Ok(s)) => s,
                         _ => return,
                     };
@@ -85,7 +87,8 @@ pub async fn run(
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
             }
@@ -93,7 +96,10 @@ pub async fn run(
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace elapsed with requests still open");
     }
 }

@@ -117,8 +117,16 @@ impl AppState {
         let schedule = key_schedule(&config);
         keys::ensure_keys(store.as_ref(), &master, schedule, now).await?;
         let ring = keys::load_ring(store.as_ref(), &master, now).await?;
-        let issuer = config.tokens.issuer.clone().unwrap_or_else(|| public_origin.clone());
-        let audience = config.tokens.audience.clone().unwrap_or_else(|| public_origin.clone());
+        let issuer = config
+            .tokens
+            .issuer
+            .clone()
+            .unwrap_or_else(|| public_origin.clone());
+        let audience = config
+            .tokens
+            .audience
+            .clone()
+            .unwrap_or_else(|| public_origin.clone());
         let verifier = Verifier::new(&issuer, &audience, config.tokens.leeway.as_secs());
         let hash_pool = HashPool::new(config.passwords.workers, config.passwords.queue)
             .map_err(|e| StartError::Other(format!("cannot start hashing threads: {e}")))?;

@@ -29,12 +29,24 @@ pub async fn pull_revocations(state: &AppState) -> Result<usize, StoreError> {
 /// Ensures and reloads keys, swapping in a new ring.
 pub async fn refresh_keys(state: &AppState) -> Result<(), keys::KeysError> {
     let now = state.clock.now();
-    keys::ensure_keys(state.store.as_ref(), &state.master, key_schedule(&state.config), now).await?;
+    keys::ensure_keys(
+        state.store.as_ref(),
+        &state.master,
+        key_schedule(&state.config),
+        now,
+    )
+    .await?;
     let ring = keys::load_ring(state.store.as_ref(), &state.master, now).await?;
     let fingerprint = |r: &tessera_core::KeyRing| -> Vec<(String, Option<u64>, Option<String>)> {
         r.keys()
             .iter()
-            .map(|k| (k.kid().to_owned(), k.expires_at().map(|t| t.0), r.active().map(|a| a.kid().to_owned())))
+            .map(|k| {
+                (
+                    k.kid().to_owned(),
+                    k.expires_at().map(|t| t.0),
+                    r.active().map(|a| a.kid().to_owned()),
+                )
+            })
             .collect()
     };
     if fingerprint(&state.keys.load()) != fingerprint(&ring) {
@@ -74,7 +86,7 @@ pub fn spawn(state: Arc<AppState>) {
                 }
             }
             n += 1;
-            if n % 60 == 0 {
+            if n.is_multiple_of(60) {
                 s.denylist.purge(s.clock.now());
             }
         }

@@ -11,7 +11,11 @@ use crate::config::{TlsConfig, TlsMode};
 
 /// Builds the rustls server configuration for `tls`, or `None` when TLS is off.
 /// `hosts` are extra names for a self-signed certificate.
-pub fn server_config(tls: &TlsConfig, data_dir: &Path, hosts: &[String]) -> Result<Option<Arc<ServerConfig>>, String> {
+pub fn server_config(
+    tls: &TlsConfig,
+    data_dir: &Path,
+    hosts: &[String],
+) -> Result<Option<Arc<ServerConfig>>, String> {
     let (cert_path, key_path) = match tls.mode {
         TlsMode::Off => return Ok(None),
         TlsMode::Files => match (&tls.cert, &tls.key) {
@@ -65,8 +69,10 @@ pub fn ensure_self_signed(data_dir: &Path, hosts: &[String]) -> Result<(PathBuf,
             names.push(h.clone());
         }
     }
-    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| format!("self-signed certificate: {e}"))?;
-    std::fs::write(&cert_path, cert.cert.pem()).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let cert = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("self-signed certificate: {e}"))?;
+    std::fs::write(&cert_path, cert.cert.pem())
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
     crate::fsutil::write_private(&key_path, cert.key_pair.serialize_pem().as_bytes())
         .map_err(|e| format!("{}: {e}", key_path.display()))?;
     Ok((cert_path, key_path))

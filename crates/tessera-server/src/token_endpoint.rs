@@ -15,7 +15,9 @@ use tessera_core::refresh;
 use crate::audit::{self, Event, PeerAddr};
 use crate::error::AppError;
 use crate::metrics::inc;
-use crate::routes::{self, check_password, content_type_is, read_body, PasswordCheck, RefreshResult, AUTH_BODY_LIMIT};
+use crate::routes::{
+    self, check_password, content_type_is, read_body, PasswordCheck, RefreshResult, AUTH_BODY_LIMIT,
+};
 use crate::state::AppState;
 
 type AppResult<T> = Result<T, AppError>;
@@ -40,11 +42,13 @@ async fn params(headers: &HeaderMap, body: axum::body::Body) -> AppResult<HashMa
     if !is_form && !is_json {
         return Err(AppError::unsupported_media_type().oauth("invalid_request"));
     }
-    let bytes = read_body(body, AUTH_BODY_LIMIT).await.map_err(|e| e.oauth("invalid_request"))?;
+    let bytes = read_body(body, AUTH_BODY_LIMIT)
+        .await
+        .map_err(|e| e.oauth("invalid_request"))?;
     let mut out = HashMap::new();
     if is_form {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(&bytes).map_err(|_| invalid_request("malformed form body"))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|_| invalid_request("malformed form body"))?;
         for (k, v) in pairs {
             if out.insert(k, v).is_some() {
                 return Err(invalid_request("a parameter is repeated"));
@@ -66,7 +70,11 @@ async fn params(headers: &HeaderMap, body: axum::body::Body) -> AppResult<HashMa
 }
 
 fn token_response(state: &AppState, grant: &routes::Grant) -> Response {
-    let token_type = if grant.claims.cnf.is_some() { "DPoP" } else { "Bearer" };
+    let token_type = if grant.claims.cnf.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
     let mut res = Json(json!({
         "access_token": grant.access_token,
         "token_type": token_type,
@@ -83,7 +91,11 @@ fn token_response(state: &AppState, grant: &routes::Grant) -> Response {
 /// `POST /auth/token`.
 pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let (parts, body) = req.into_parts();
-    let origin = audit::origin(&state, parts.extensions.get::<PeerAddr>().copied(), &parts.headers);
+    let origin = audit::origin(
+        &state,
+        parts.extensions.get::<PeerAddr>().copied(),
+        &parts.headers,
+    );
     let p = params(&parts.headers, body).await?;
     let binding = crate::dpop::token_request_binding(&state, &parts)?;
     match p.get("grant_type").map(String::as_str) {
@@ -92,21 +104,48 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
             let (Some(username), Some(password)) = (p.get("username"), p.get("password")) else {
                 return Err(invalid_request("username and password are required"));
             };
-            let user = match check_password(&state, username, password, origin.ip).await.map_err(oauth_shape)? {
+            let user = match check_password(&state, username, password, origin.ip)
+                .await
+                .map_err(oauth_shape)?
+            {
                 PasswordCheck::Ok(user) => user,
                 PasswordCheck::Bad => {
                     inc(&state.metrics.login_failure);
-                    audit::record(&state, &origin, Event { kind: "login_failure", username: Some(username), detail: Some("token endpoint".into()), ..Default::default() });
+                    audit::record(
+                        &state,
+                        &origin,
+                        Event {
+                            kind: "login_failure",
+                            username: Some(username),
+                            detail: Some("token endpoint".into()),
+                            ..Default::default()
+                        },
+                    );
                     return Err(invalid_grant("wrong username or password"));
                 }
             };
-            let (session, grant) = routes::start_session(&state, &user, "api", binding).await.map_err(oauth_shape)?;
+            let (session, grant) = routes::start_session(&state, &user, "api", binding)
+                .await
+                .map_err(oauth_shape)?;
             inc(&state.metrics.login_success);
-            audit::record(&state, &origin, Event { kind: "login_success", username: Some(&user.username), user_id: Some(user.id.to_string()), session_id: Some(session.id.to_string()), detail: Some("token endpoint".into()), ..Default::default() });
+            audit::record(
+                &state,
+                &origin,
+                Event {
+                    kind: "login_success",
+                    username: Some(&user.username),
+                    user_id: Some(user.id.to_string()),
+                    session_id: Some(session.id.to_string()),
+                    detail: Some("token endpoint".into()),
+                },
+            );
             Ok(token_response(&state, &grant))
         }
         Some("refresh_token") => {
-            let Some(token) = p.get("refresh_token").filter(|t| refresh::is_well_formed(t)) else {
+            let Some(token) = p
+                .get("refresh_token")
+                .filter(|t| refresh::is_well_formed(t))
+            else {
                 return Err(invalid_grant("refresh_token is missing or malformed"));
             };
             let session = state
@@ -121,15 +160,40 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
             }
             // A bound family refreshes only with a proof by the same key (RFC 9449 §5).
             if session.dpop_jkt != binding {
-                return Err(oauth(StatusCode::BAD_REQUEST, "invalid_dpop_proof", "a DPoP proof by the key this token is bound to is required"));
+                return Err(oauth(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_dpop_proof",
+                    "a DPoP proof by the key this token is bound to is required",
+                ));
             }
             match routes::rotate(&state, token).await.map_err(oauth_shape)? {
-                RefreshResult::Rotated(session, user, grant) => {
-                    audit::record(&state, &origin, Event { kind: "refresh", username: Some(&user.username), user_id: Some(user.id.to_string()), session_id: Some(session.id.to_string()), detail: Some("token endpoint".into()), ..Default::default() });
+                RefreshResult::Rotated(rotated) => {
+                    let (session, user, grant) = *rotated;
+                    audit::record(
+                        &state,
+                        &origin,
+                        Event {
+                            kind: "refresh",
+                            username: Some(&user.username),
+                            user_id: Some(user.id.to_string()),
+                            session_id: Some(session.id.to_string()),
+                            detail: Some("token endpoint".into()),
+                        },
+                    );
                     Ok(token_response(&state, &grant))
                 }
                 RefreshResult::Reused(session) => {
-                    audit::record(&state, &origin, Event { kind: "refresh_reuse", user_id: Some(session.user_id.to_string()), session_id: Some(session.id.to_string()), detail: Some("session revoked".into()), ..Default::default() });
+                    audit::record(
+                        &state,
+                        &origin,
+                        Event {
+                            kind: "refresh_reuse",
+                            user_id: Some(session.user_id.to_string()),
+                            session_id: Some(session.id.to_string()),
+                            detail: Some("session revoked".into()),
+                            ..Default::default()
+                        },
+                    );
                     Err(oauth(
                         StatusCode::UNAUTHORIZED,
                         "refresh_token_reused",
@@ -139,7 +203,11 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
                 RefreshResult::Invalid => Err(invalid_grant("refresh token expired or revoked")),
             }
         }
-        Some(_) => Err(oauth(StatusCode::BAD_REQUEST, "unsupported_grant_type", "supported: password, refresh_token")),
+        Some(_) => Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "supported: password, refresh_token",
+        )),
     }
 }
 
@@ -153,7 +221,11 @@ fn oauth_shape(e: AppError) -> AppError {
 /// access token). Always 200 for well-formed requests, known token or not (§2.2).
 pub async fn revoke(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let (parts, body) = req.into_parts();
-    let origin = audit::origin(&state, parts.extensions.get::<PeerAddr>().copied(), &parts.headers);
+    let origin = audit::origin(
+        &state,
+        parts.extensions.get::<PeerAddr>().copied(),
+        &parts.headers,
+    );
     let p = params(&parts.headers, body).await?;
     let Some(token) = p.get("token") else {
         return Err(invalid_request("token is required"));
@@ -172,10 +244,22 @@ pub async fn revoke(State(state): State<Arc<AppState>>, req: Request) -> AppResu
             .and_then(|v| v.claims().session_id())
     };
     if let Some(sid) = sid {
-        routes::revoke_session(&state, sid).await.map_err(oauth_shape)?;
-        audit::record(&state, &origin, Event { kind: "revoke", session_id: Some(sid.to_string()), detail: Some("RFC 7009".into()), ..Default::default() });
+        routes::revoke_session(&state, sid)
+            .await
+            .map_err(oauth_shape)?;
+        audit::record(
+            &state,
+            &origin,
+            Event {
+                kind: "revoke",
+                session_id: Some(sid.to_string()),
+                detail: Some("RFC 7009".into()),
+                ..Default::default()
+            },
+        );
     }
     let mut res = StatusCode::OK.into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }

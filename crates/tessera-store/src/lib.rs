@@ -68,7 +68,12 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_session(&self, id: SessionId, at: UnixTime, until: UnixTime) -> Result<bool>;
     /// Revokes every session of a user and sets their "not before" time to `at`.
     /// Returns the sessions it revoked.
-    async fn revoke_user(&self, id: UserId, at: UnixTime, until: UnixTime) -> Result<Vec<SessionId>>;
+    async fn revoke_user(
+        &self,
+        id: UserId,
+        at: UnixTime,
+        until: UnixTime,
+    ) -> Result<Vec<SessionId>>;
     /// Revocation-feed entries with `id > after` that still matter at `now`, oldest first.
     async fn revocations_since(&self, after: i64, now: UnixTime) -> Result<Vec<Revocation>>;
     /// Deletes sessions, refresh tokens and revocations that can no longer matter.

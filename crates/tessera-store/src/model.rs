@@ -196,4 +196,3 @@ pub struct AuditEvent {
     /// Free text, never secret.
     pub detail: Option<String>,
 }
-

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::Row;
 use tessera_core::{SessionId, UnixTime, UserId};
 
@@ -90,14 +92,24 @@ impl PgStore {
 }
 
 /// Migrations, embedded at compile time: `(version, description, sql)`.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
-const PG_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
+const PG_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
 
 fn migrator(list: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     let migrations: Vec<Migration> = list
         .iter()
-        .map(|(v, d, sql)| Migration::new(*v, (*d).into(), MigrationType::Simple, (*sql).into(), false))
+        .map(|(v, d, sql)| {
+            Migration::new(*v, (*d).into(), MigrationType::Simple, (*sql).into(), false)
+        })
         .collect();
     Migrator {
         migrations: migrations.into(),
@@ -108,9 +120,9 @@ fn migrator(list: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrat
 fn db_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-            StoreError::Corrupt(e.to_string())
-        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
         _ => StoreError::Unavailable(e.to_string()),
     }
 }
@@ -705,5 +717,10 @@ async fn pg_notify(pool: &PgPool, what: &str) {
 /// busy_timeout. With `BEGIN IMMEDIATE` writers queue on the busy_timeout instead.
 const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
-impl_store!(SqliteStore, sqlx::sqlite::SqliteRow, no_notify, SQLITE_BEGIN_WRITE);
+impl_store!(
+    SqliteStore,
+    sqlx::sqlite::SqliteRow,
+    no_notify,
+    SQLITE_BEGIN_WRITE
+);
 impl_store!(PgStore, sqlx::postgres::PgRow, pg_notify, "BEGIN");

@@ -48,7 +48,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("base", &self.base).field("jar", &self.jar.names()).finish()
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("jar", &self.jar.names())
+            .finish()
     }
 }
 
@@ -136,7 +139,12 @@ impl Client {
     /// Logs in and panics unless it answers 200.
     pub async fn login_ok(&mut self, username: &str, password: &str) -> Resp {
         let res = self.login(username, password).await;
-        assert_eq!(res.status, 200, "login as {username} failed: {}", res.text());
+        assert_eq!(
+            res.status,
+            200,
+            "login as {username} failed: {}",
+            res.text()
+        );
         res
     }
 
@@ -225,7 +233,8 @@ impl Req<'_> {
     /// same-origin fetch.
     pub fn same_origin(self) -> Self {
         let origin = self.client.origin.clone();
-        self.header("origin", &origin).header("sec-fetch-site", "same-origin")
+        self.header("origin", &origin)
+            .header("sec-fetch-site", "same-origin")
     }
 
     /// [`Req::same_origin`] plus `X-CSRF-Token` from the jar's CSRF cookie.
@@ -324,13 +333,20 @@ impl Resp {
     pub fn json(&self) -> Value {
         match serde_json::from_slice(&self.body) {
             Ok(v) => v,
-            Err(e) => panic!("status {}: body is not JSON ({e}): {:?}", self.status, self.text()),
+            Err(e) => panic!(
+                "status {}: body is not JSON ({e}): {:?}",
+                self.status,
+                self.text()
+            ),
         }
     }
 
     /// A header's value (the first), as text.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
     /// Every value of a header.
@@ -350,15 +366,24 @@ impl Resp {
 
     /// True if the `Content-Type` is JSON.
     pub fn is_json(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|ct| ct.split(';').next().is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json")))
+        self.header("content-type").is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
+        })
     }
 
     /// Asserts the status and an error body `{"error": code, "message": <string>}` with a
     /// JSON content type; returns the body.
     #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str) -> Value {
-        assert_eq!(self.status, status, "expected {status} {code}, got {}: {}", self.status, self.text());
+        assert_eq!(
+            self.status,
+            status,
+            "expected {status} {code}, got {}: {}",
+            self.status,
+            self.text()
+        );
         assert_error_shape(self);
         let v = self.json();
         assert_eq!(v["error"], code, "error code: {v}");
@@ -370,9 +395,22 @@ impl Resp {
 /// nothing else.
 #[track_caller]
 pub fn assert_error_shape(res: &Resp) {
-    assert!(res.is_json(), "error response not JSON (content-type {:?}): {}", res.header("content-type"), res.text());
+    assert!(
+        res.is_json(),
+        "error response not JSON (content-type {:?}): {}",
+        res.header("content-type"),
+        res.text()
+    );
     let v = res.json();
-    let obj = v.as_object().unwrap_or_else(|| panic!("error body not an object: {v}"));
-    assert!(obj.get("error").is_some_and(Value::is_string), "no string `error`: {v}");
-    assert!(obj.get("message").is_some_and(Value::is_string), "no string `message`: {v}");
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("error body not an object: {v}"));
+    assert!(
+        obj.get("error").is_some_and(Value::is_string),
+        "no string `error`: {v}"
+    );
+    assert!(
+        obj.get("message").is_some_and(Value::is_string),
+        "no string `message`: {v}"
+    );
 }

@@ -146,7 +146,8 @@ pub fn path_matches(request_path: &str, cookie_path: &str) -> bool {
         return true;
     }
     request_path.starts_with(cookie_path)
-        && (cookie_path.ends_with('/') || request_path.as_bytes().get(cookie_path.len()) == Some(&b'/'))
+        && (cookie_path.ends_with('/')
+            || request_path.as_bytes().get(cookie_path.len()) == Some(&b'/'))
 }
 
 /// A stored cookie.
@@ -177,7 +178,8 @@ impl Jar {
             return false;
         }
         let path = cookie.effective_path(request_path);
-        self.cookies.retain(|s| !(s.cookie.name == cookie.name && s.path == path));
+        self.cookies
+            .retain(|s| !(s.cookie.name == cookie.name && s.path == path));
         if cookie.is_deletion() {
             return false;
         }
@@ -203,7 +205,8 @@ impl Jar {
     pub fn insert(&mut self, name: &str, value: &str, path: &str) {
         let raw = format!("{name}={value}; Path={path}; Secure");
         if let Some(c) = SetCookie::parse(&raw) {
-            self.cookies.retain(|s| !(s.cookie.name == name && s.path == path));
+            self.cookies
+                .retain(|s| !(s.cookie.name == name && s.path == path));
             self.cookies.push(Stored {
                 path: path.to_owned(),
                 cookie: c,
@@ -218,7 +221,10 @@ impl Jar {
 
     /// The cookie called `name` (the first stored, if several paths).
     pub fn get(&self, name: &str) -> Option<&SetCookie> {
-        self.cookies.iter().find(|s| s.cookie.name == name).map(|s| &s.cookie)
+        self.cookies
+            .iter()
+            .find(|s| s.cookie.name == name)
+            .map(|s| &s.cookie)
     }
 
     /// The value of the cookie called `name`.
@@ -250,7 +256,11 @@ impl Jar {
     /// §5.4), or `None` if no cookie matches.
     pub fn cookie_header(&self, request_path: &str) -> Option<String> {
         let path = request_path.split(['?', '#']).next().unwrap_or("/");
-        let mut matching: Vec<&Stored> = self.cookies.iter().filter(|s| path_matches(path, &s.path)).collect();
+        let mut matching: Vec<&Stored> = self
+            .cookies
+            .iter()
+            .filter(|s| path_matches(path, &s.path))
+            .collect();
         matching.sort_by_key(|s| std::cmp::Reverse(s.path.len()));
         if matching.is_empty() {
             return None;
@@ -272,7 +282,9 @@ mod tests {
 
     #[test]
     fn parses_attributes() {
-        let c = SetCookie::parse("__Host-a=v1; Path=/; Max-Age=600; Secure; SameSite=Lax; HttpOnly").unwrap();
+        let c =
+            SetCookie::parse("__Host-a=v1; Path=/; Max-Age=600; Secure; SameSite=Lax; HttpOnly")
+                .unwrap();
         assert_eq!(c.name, "__Host-a");
         assert_eq!(c.value, "v1");
         assert_eq!(c.path.as_deref(), Some("/"));
@@ -280,19 +292,34 @@ mod tests {
         assert!(c.secure && c.http_only);
         assert_eq!(c.same_site_lower().as_deref(), Some("lax"));
         assert!(c.prefix_violation().is_none());
-        assert!(SetCookie::parse("__Host-a=1; Path=/auth; Secure").unwrap().prefix_violation().is_some());
+        assert!(SetCookie::parse("__Host-a=1; Path=/auth; Secure")
+            .unwrap()
+            .prefix_violation()
+            .is_some());
     }
 
     #[test]
     fn path_matching_and_deletion() {
         let mut jar = Jar::new();
-        assert!(jar.store(SetCookie::parse("a=1; Path=/; Secure").unwrap(), "/auth/login"));
-        assert!(jar.store(SetCookie::parse("r=2; Path=/auth; Secure").unwrap(), "/auth/login"));
+        assert!(jar.store(
+            SetCookie::parse("a=1; Path=/; Secure").unwrap(),
+            "/auth/login"
+        ));
+        assert!(jar.store(
+            SetCookie::parse("r=2; Path=/auth; Secure").unwrap(),
+            "/auth/login"
+        ));
         assert_eq!(jar.cookie_header("/api/notes").as_deref(), Some("a=1"));
-        assert_eq!(jar.cookie_header("/auth/refresh").as_deref(), Some("r=2; a=1"));
+        assert_eq!(
+            jar.cookie_header("/auth/refresh").as_deref(),
+            Some("r=2; a=1")
+        );
         assert_eq!(jar.cookie_header("/auth").as_deref(), Some("r=2; a=1"));
         assert_eq!(jar.cookie_header("/authx").as_deref(), Some("a=1"));
-        assert!(!jar.store(SetCookie::parse("r=; Path=/auth; Max-Age=0; Secure").unwrap(), "/auth/logout"));
+        assert!(!jar.store(
+            SetCookie::parse("r=; Path=/auth; Max-Age=0; Secure").unwrap(),
+            "/auth/logout"
+        ));
         assert_eq!(jar.cookie_header("/auth/refresh").as_deref(), Some("a=1"));
         assert_eq!(default_path("/auth/login"), "/auth");
         assert_eq!(default_path("/x"), "/");

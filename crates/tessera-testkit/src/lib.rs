@@ -54,7 +54,9 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Decodes unpadded base64url.
 pub fn b64url_decode(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
 }
 
 /// Encodes as unpadded base64url.
@@ -106,15 +108,26 @@ impl CliOutput {
 
 /// Runs the binary `bin` with `args`, environment `env` (inherited `TESSERA_*` variables
 /// removed first) and `stdin`, and waits (at most 60 s) for it.
-pub async fn run_tessera(bin: &Path, args: &[&str], env: &[(String, String)], stdin: Option<&str>) -> CliOutput {
+pub async fn run_tessera(
+    bin: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+    stdin: Option<&str>,
+) -> CliOutput {
     let mut cmd = Command::new(bin);
     cmd.args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     scrub_env(&mut cmd, env);
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // The command may exit without reading (e.g. a usage error): not our failure.
         let _ = pipe.write_all(input.as_bytes()).await;
@@ -143,9 +156,17 @@ fn scrub_env(cmd: &mut Command, env: &[(String, String)]) {
     }
 }
 
-async fn start_failed(mut child: Child, stdout: String, stderr_path: &Path, reason: String) -> StartError {
+async fn start_failed(
+    mut child: Child,
+    stdout: String,
+    stderr_path: &Path,
+    reason: String,
+) -> StartError {
     let _ = child.start_kill();
-    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.ok().and_then(Result::ok);
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .ok()
+        .and_then(Result::ok);
     StartError {
         status,
         stdout,
@@ -261,7 +282,10 @@ impl ServerBuilder {
             .prefix("tessera-test-")
             .tempdir()
             .expect("make a temp dir");
-        let data_dir = self.data_dir.clone().unwrap_or_else(|| tmp.path().join("data"));
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| tmp.path().join("data"));
         let config_path = tmp.path().join("tessera.toml");
         std::fs::write(&config_path, self.toml(&data_dir)).expect("write tessera.toml");
         let stderr_path = tmp.path().join("stderr.log");
@@ -308,7 +332,10 @@ impl ServerBuilder {
             Ok(Some(url)) => url,
             Ok(None) => {
                 // Ended before listening: collect its exit status.
-                let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.ok().and_then(Result::ok);
+                let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
                 return Err(StartError {
                     status,
                     stdout: seen,
@@ -323,7 +350,10 @@ impl ServerBuilder {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let addr: SocketAddr = match url.split_once("://").and_then(|(_, a)| a.trim_end_matches('/').parse().ok()) {
+        let addr: SocketAddr = match url
+            .split_once("://")
+            .and_then(|(_, a)| a.trim_end_matches('/').parse().ok())
+        {
             Some(a) => a,
             None => {
                 let reason = format!("cannot parse the address in {url:?}");
@@ -387,7 +417,10 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("base_url", &self.base_url).field("data_dir", &self.data_dir).finish()
+        f.debug_struct("Server")
+            .field("base_url", &self.base_url)
+            .field("data_dir", &self.data_dir)
+            .finish()
     }
 }
 
@@ -413,7 +446,9 @@ impl Server {
 
     /// The demo user's password; panics if not in demo mode.
     pub fn demo_password(&self) -> &str {
-        self.demo_password.as_deref().expect("no demo password (not a demo server?)")
+        self.demo_password
+            .as_deref()
+            .expect("no demo password (not a demo server?)")
     }
 
     /// The server's origin.

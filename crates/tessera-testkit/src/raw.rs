@@ -50,7 +50,9 @@ impl RawResponse {
     pub fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     }
 }
@@ -81,7 +83,8 @@ fn decode_chunked(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = find(data, b"\r\n") {
         let size_line = String::from_utf8_lossy(&data[..eol]);
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
         data = &data[eol + 2..];
         if size == 0 || data.len() < size {
             out.extend_from_slice(&data[..size.min(data.len())]);
@@ -118,7 +121,11 @@ fn parse(bytes: &[u8], error: Option<String>) -> RawResponse {
     let chunked = res
         .header("transfer-encoding")
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    res.body = if chunked { decode_chunked(rest) } else { rest.to_vec() };
+    res.body = if chunked {
+        decode_chunked(rest)
+    } else {
+        rest.to_vec()
+    };
     res
 }
 
@@ -130,20 +137,40 @@ pub async fn send(addr: SocketAddr, cert_pem: &Path, request: &[u8]) -> RawRespo
 
 /// [`send`], reading for at most `read_for` (then [`RawResponse::error`] says it timed out
 /// and the connection was still open).
-pub async fn send_with_timeout(addr: SocketAddr, cert_pem: &Path, request: &[u8], read_for: Duration) -> RawResponse {
+pub async fn send_with_timeout(
+    addr: SocketAddr,
+    cert_pem: &Path,
+    request: &[u8],
+    read_for: Duration,
+) -> RawResponse {
     let config = match tls_config(cert_pem) {
         Ok(c) => c,
-        Err(e) => return RawResponse { error: Some(e), ..Default::default() },
+        Err(e) => {
+            return RawResponse {
+                error: Some(e),
+                ..Default::default()
+            }
+        }
     };
     let connector = tokio_rustls::TlsConnector::from(config);
     let tcp = match TcpStream::connect(addr).await {
         Ok(s) => s,
-        Err(e) => return RawResponse { error: Some(format!("connect: {e}")), ..Default::default() },
+        Err(e) => {
+            return RawResponse {
+                error: Some(format!("connect: {e}")),
+                ..Default::default()
+            }
+        }
     };
     let name = ServerName::IpAddress(addr.ip().into());
     let mut tls = match connector.connect(name, tcp).await {
         Ok(s) => s,
-        Err(e) => return RawResponse { error: Some(format!("TLS: {e}")), ..Default::default() },
+        Err(e) => {
+            return RawResponse {
+                error: Some(format!("TLS: {e}")),
+                ..Default::default()
+            }
+        }
     };
     let mut error = None;
     // The server may answer (431, 413…) and close before reading everything; keep going
@@ -200,9 +227,15 @@ mod tests {
 
     #[test]
     fn parses_plain_and_chunked() {
-        let r = parse(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\r\n{\"a\":1}", None);
+        let r = parse(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\r\n{\"a\":1}",
+            None,
+        );
         assert_eq!(r.status, Some(400));
-        assert_eq!(r.header("Content-Type").as_deref(), Some("application/json"));
+        assert_eq!(
+            r.header("Content-Type").as_deref(),
+            Some("application/json")
+        );
         assert_eq!(r.json().unwrap()["a"], 1);
         let r = parse(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", None);
         assert_eq!(r.text(), "abcde");

@@ -9,9 +9,23 @@ use toml::{Table, Value};
 
 /// Top-level keys (the ones an environment variable may address).
 const TOP_LEVEL: &[&str] = &[
-    "listen", "public_origin", "data_dir", "database_url", "upstream", "static_dir",
-    "public_paths", "trusted_proxies", "tls", "tokens", "cookies", "cors", "limits",
-    "passwords", "rate_limit", "log", "sync",
+    "listen",
+    "public_origin",
+    "data_dir",
+    "database_url",
+    "upstream",
+    "static_dir",
+    "public_paths",
+    "trusted_proxies",
+    "tls",
+    "tokens",
+    "cookies",
+    "cors",
+    "limits",
+    "passwords",
+    "rate_limit",
+    "log",
+    "sync",
 ];
 
 fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -24,15 +38,22 @@ fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 /// Interprets an environment value as TOML (numbers, booleans, arrays) or else a string.
 fn env_value(raw: &str) -> Value {
     match format!("v = {raw}").parse::<Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| Value::String(raw.to_owned())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| Value::String(raw.to_owned())),
         Err(_) => Value::String(raw.to_owned()),
     }
 }
 
 /// Applies `TESSERA_*` variables from `vars` onto `table`.
-pub fn overlay_env(table: &mut Table, vars: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
+pub fn overlay_env(
+    table: &mut Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
     for (name, raw) in vars {
-        let Some(rest) = name.strip_prefix("TESSERA_") else { continue };
+        let Some(rest) = name.strip_prefix("TESSERA_") else {
+            continue;
+        };
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
         let Some(first) = path.first() else { continue };
         if !TOP_LEVEL.contains(&first.as_str()) {
@@ -42,7 +63,9 @@ pub fn overlay_env(table: &mut Table, vars: impl Iterator<Item = (String, String
         let key = path.join(".");
         let mut cur = &mut *table;
         for seg in &path[..path.len() - 1] {
-            let entry = cur.entry(seg.clone()).or_insert_with(|| Value::Table(Table::new()));
+            let entry = cur
+                .entry(seg.clone())
+                .or_insert_with(|| Value::Table(Table::new()));
             cur = match entry {
                 Value::Table(t) => t,
                 _ => return Err(err(&key, format!("{name}: `{seg}` is not a table"))),
@@ -101,7 +124,10 @@ mod tests {
 
     fn load_str(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut t: Table = toml.parse().unwrap();
-        overlay_env(&mut t, env.iter().map(|(k, v)| (k.to_string(), v.to_string())))?;
+        overlay_env(
+            &mut t,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )?;
         from_table(t)
     }
 
@@ -111,7 +137,11 @@ mod tests {
         assert_eq!(c.tokens.access_ttl.as_secs(), 600);
         let c = load_str(
             "[tokens]\naccess_ttl = \"5m\"",
-            &[("TESSERA_TOKENS__REFRESH_GRACE", "2s"), ("TESSERA_LISTEN", "127.0.0.1:0"), ("TESSERA_MASTER_KEY", "x")],
+            &[
+                ("TESSERA_TOKENS__REFRESH_GRACE", "2s"),
+                ("TESSERA_LISTEN", "127.0.0.1:0"),
+                ("TESSERA_MASTER_KEY", "x"),
+            ],
         )
         .unwrap();
         assert_eq!(c.tokens.access_ttl.as_secs(), 300);

@@ -16,7 +16,11 @@ use tessera_server::{keys, AppState, StateParts};
 use tessera_store::{Store, StoreError, User};
 
 #[derive(Parser)]
-#[command(name = "tessera", version, about = "Authentication gateway for single-page apps and mobile clients")]
+#[command(
+    name = "tessera",
+    version,
+    about = "Authentication gateway for single-page apps and mobile clients"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -126,13 +130,20 @@ struct Failure {
 
 impl From<ConfigError> for Failure {
     fn from(e: ConfigError) -> Self {
-        Failure { code: 2, message: e.to_string() }
+        Failure {
+            code: 2,
+            message: e.to_string(),
+        }
     }
 }
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        let code = if matches!(e, StoreError::Setup(_)) { 2 } else { 1 };
+        let code = if matches!(e, StoreError::Setup(_)) {
+            2
+        } else {
+            1
+        };
         let message = match &e {
             StoreError::Setup(m) => format!("configuration key `database_url`: {m}"),
             other => other.to_string(),
@@ -142,12 +153,18 @@ impl From<StoreError> for Failure {
 }
 
 fn fail(message: impl Into<String>) -> Failure {
-    Failure { code: 1, message: message.into() }
+    Failure {
+        code: 1,
+        message: message.into(),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tessera: cannot start the runtime: {e}");
@@ -168,7 +185,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve { cfg, listen, demo } => serve(cfg.config.as_deref(), listen, demo).await,
         Command::User { command, cfg } => user(command, cfg.config.as_deref()).await,
         Command::Keys { command, cfg } => keys_cmd(command, cfg.config.as_deref()).await,
-        Command::Audit { command: AuditCommand::Tail { lines }, cfg } => {
+        Command::Audit {
+            command: AuditCommand::Tail { lines },
+            cfg,
+        } => {
             let (_, store) = open(cfg.config.as_deref()).await?;
             for e in store.recent_audit(lines.clamp(1, 10_000)).await? {
                 println!("{}", serde_json::to_string(&e).unwrap_or_default());
@@ -181,7 +201,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -214,8 +236,10 @@ fn master_key(data_dir: &Path) -> Result<MasterKey, Failure> {
             })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir)
-                .map_err(|e| Failure { code: 2, message: format!("configuration key `data_dir`: {}: {e}", data_dir.display()) })?;
+            std::fs::create_dir_all(data_dir).map_err(|e| Failure {
+                code: 2,
+                message: format!("configuration key `data_dir`: {}: {e}", data_dir.display()),
+            })?;
             let key = MasterKey::generate();
             tessera_server::fsutil::write_private(&path, key.export_base64().as_bytes())
                 .map_err(|e| fail(format!("{}: {e}", path.display())))?;
@@ -230,7 +254,10 @@ async fn open(file: Option<&Path>) -> Result<(Config, Arc<dyn Store>), Failure> 
     if config.database_url.is_none() {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| Failure {
             code: 2,
-            message: format!("configuration key `data_dir`: {}: {e}", config.data_dir.display()),
+            message: format!(
+                "configuration key `data_dir`: {}: {e}",
+                config.data_dir.display()
+            ),
         })?;
     }
     let store = tessera_store::open(&config.database_url()).await?;
@@ -258,7 +285,11 @@ async fn shutdown_signal() {
     }
 }
 
-async fn serve(file: Option<&Path>, listen: Option<std::net::SocketAddr>, demo: bool) -> Result<(), Failure> {
+async fn serve(
+    file: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+    demo: bool,
+) -> Result<(), Failure> {
     let mut config = config::load(file)?;
     if let Some(l) = listen {
         config.listen = l;
@@ -266,7 +297,10 @@ async fn serve(file: Option<&Path>, listen: Option<std::net::SocketAddr>, demo: 
     init_tracing(&config);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| Failure {
         code: 2,
-        message: format!("configuration key `data_dir`: {}: {e}", config.data_dir.display()),
+        message: format!(
+            "configuration key `data_dir`: {}: {e}",
+            config.data_dir.display()
+        ),
     })?;
     let master = master_key(&config.data_dir)?;
     let store = tessera_store::open(&config.database_url()).await?;
@@ -274,28 +308,54 @@ async fn serve(file: Option<&Path>, listen: Option<std::net::SocketAddr>, demo: 
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| Failure { code: 2, message: format!("configuration key `listen`: cannot bind {}: {e}", config.listen) })?;
+        .map_err(|e| Failure {
+            code: 2,
+            message: format!(
+                "configuration key `listen`: cannot bind {}: {e}",
+                config.listen
+            ),
+        })?;
     let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
     let tls_on = config.tls.mode != TlsMode::Off;
     let scheme = if tls_on { "https" } else { "http" };
-    let public_origin = config.public_origin.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let public_origin = config
+        .public_origin
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let origin_host = public_origin
         .split_once("://")
-        .map(|(_, rest)| rest.rsplit_once(':').map_or(rest, |(h, _)| h).trim_matches(['[', ']']).to_owned())
+        .map(|(_, rest)| {
+            rest.rsplit_once(':')
+                .map_or(rest, |(h, _)| h)
+                .trim_matches(['[', ']'])
+                .to_owned()
+        })
         .unwrap_or_default();
     let tls = tessera_server::tls::server_config(&config.tls, &config.data_dir, &[origin_host])
-        .map_err(|m| Failure { code: 2, message: format!("configuration key `tls`: {m}") })?;
+        .map_err(|m| Failure {
+            code: 2,
+            message: format!("configuration key `tls`: {m}"),
+        })?;
 
     let mut upstream = None;
     let mut demo_credentials = None;
     if demo {
         if config.upstream.is_none() {
-            upstream = Some(tessera_server::demo::spawn_api().await.map_err(|e| fail(format!("demo API: {e}")))?);
+            upstream = Some(
+                tessera_server::demo::spawn_api()
+                    .await
+                    .map_err(|e| fail(format!("demo API: {e}")))?,
+            );
         }
         demo_credentials = Some(
-            tessera_server::demo::ensure_demo_user(store.as_ref(), &config.data_dir, config.passwords.params(), clock.now())
-                .await
-                .map_err(fail)?,
+            tessera_server::demo::ensure_demo_user(
+                store.as_ref(),
+                &config.data_dir,
+                config.passwords.params(),
+                clock.now(),
+            )
+            .await
+            .map_err(fail)?,
         );
     }
     let state = AppState::build(StateParts {
@@ -323,30 +383,51 @@ async fn serve(file: Option<&Path>, listen: Option<std::net::SocketAddr>, demo: 
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
 }
 
 fn valid_role(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
-fn read_password(config: &Config, username: &str, from_stdin: bool) -> Result<zeroize::Zeroizing<String>, Failure> {
+fn read_password(
+    config: &Config,
+    username: &str,
+    from_stdin: bool,
+) -> Result<zeroize::Zeroizing<String>, Failure> {
     if !from_stdin {
-        return Err(fail("pass --password-stdin and write the password to standard input"));
+        return Err(fail(
+            "pass --password-stdin and write the password to standard input",
+        ));
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         eprintln!("password (then Enter):");
     }
     let mut line = zeroize::Zeroizing::new(String::new());
-    stdin.lock().read_line(&mut line).map_err(|e| fail(format!("reading stdin: {e}")))?;
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| fail(format!("reading stdin: {e}")))?;
     let pw = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
     let p = &config.passwords;
     if pw.chars().count() < p.min_length {
-        return Err(fail(format!("password too short: at least {} characters", p.min_length)));
+        return Err(fail(format!(
+            "password too short: at least {} characters",
+            p.min_length
+        )));
     }
     if pw.len() > p.max_length {
-        return Err(fail(format!("password too long: at most {} bytes", p.max_length)));
+        return Err(fail(format!(
+            "password too long: at most {} bytes",
+            p.max_length
+        )));
     }
     if pw.eq_ignore_ascii_case(username) {
         return Err(fail("password must not be the username"));
@@ -359,7 +440,10 @@ fn hash(pw: &str, params: HashParams) -> Result<String, Failure> {
 }
 
 async fn find_user(store: &dyn Store, name: &str) -> Result<User, Failure> {
-    store.user_by_name(name).await?.ok_or_else(|| fail(format!("no user named {name:?}")))
+    store
+        .user_by_name(name)
+        .await?
+        .ok_or_else(|| fail(format!("no user named {name:?}")))
 }
 
 fn token_life(config: &Config) -> u64 {
@@ -370,12 +454,18 @@ async fn user(command: UserCommand, file: Option<&Path>) -> Result<(), Failure> 
     let (config, store) = open(file).await?;
     let now = SystemClock.now();
     match command {
-        UserCommand::Add { name, roles, password_stdin } => {
+        UserCommand::Add {
+            name,
+            roles,
+            password_stdin,
+        } => {
             if !valid_name(&name) {
                 return Err(fail("username: 1 to 64 of A-Z a-z 0-9 . _ @ -"));
             }
             if let Some(bad) = roles.iter().find(|r| !valid_role(r)) {
-                return Err(fail(format!("role {bad:?}: 1 to 64 of A-Z a-z 0-9 . _ : -")));
+                return Err(fail(format!(
+                    "role {bad:?}: 1 to 64 of A-Z a-z 0-9 . _ : -"
+                )));
             }
             let pw = read_password(&config, &name, password_stdin)?;
             let user = User {
@@ -388,7 +478,9 @@ async fn user(command: UserCommand, file: Option<&Path>) -> Result<(), Failure> 
             };
             match store.create_user(&user).await {
                 Ok(()) => println!("added user {name} ({})", user.id),
-                Err(StoreError::Conflict) => return Err(fail(format!("user {name:?} already exists"))),
+                Err(StoreError::Conflict) => {
+                    return Err(fail(format!("user {name:?} already exists")))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -396,23 +488,45 @@ async fn user(command: UserCommand, file: Option<&Path>) -> Result<(), Failure> 
             println!("{:<24} {:<24} {:<10} ROLES", "USERNAME", "ID", "STATUS");
             for u in store.list_users().await? {
                 let status = if u.disabled { "disabled" } else { "active" };
-                println!("{:<24} {:<24} {:<10} {}", u.username, u.id, status, u.roles.join(","));
+                println!(
+                    "{:<24} {:<24} {:<10} {}",
+                    u.username,
+                    u.id,
+                    status,
+                    u.roles.join(",")
+                );
             }
         }
-        UserCommand::Passwd { name, password_stdin } => {
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
             let user = find_user(store.as_ref(), &name).await?;
             let pw = read_password(&config, &name, password_stdin)?;
-            store.set_password_hash(user.id, &hash(&pw, config.passwords.params())?).await?;
-            let ended = store.revoke_user(user.id, now, now.plus(token_life(&config))).await?;
-            println!("password changed for {name}; {} session(s) ended", ended.len());
+            store
+                .set_password_hash(user.id, &hash(&pw, config.passwords.params())?)
+                .await?;
+            let ended = store
+                .revoke_user(user.id, now, now.plus(token_life(&config)))
+                .await?;
+            println!(
+                "password changed for {name}; {} session(s) ended",
+                ended.len()
+            );
         }
         UserCommand::Revoke { name } => {
             let user = find_user(store.as_ref(), &name).await?;
-            let ended = store.revoke_user(user.id, now, now.plus(token_life(&config))).await?;
-            println!("{name} logged out everywhere: {} session(s) ended", ended.len());
+            let ended = store
+                .revoke_user(user.id, now, now.plus(token_life(&config)))
+                .await?;
+            println!(
+                "{name} logged out everywhere: {} session(s) ended",
+                ended.len()
+            );
         }
         UserCommand::Import { file } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| fail(format!("{}: {e}", file.display())))?;
             let (mut added, mut skipped) = (0, 0);
             for (i, line) in text.lines().enumerate() {
                 let line = line.trim();
@@ -421,14 +535,30 @@ async fn user(command: UserCommand, file: Option<&Path>) -> Result<(), Failure> 
                 }
                 let mut parts = line.splitn(3, ':');
                 let (Some(name), Some(phc)) = (parts.next(), parts.next()) else {
-                    return Err(fail(format!("{}:{}: expected username:hash[:roles]", file.display(), i + 1)));
+                    return Err(fail(format!(
+                        "{}:{}: expected username:hash[:roles]",
+                        file.display(),
+                        i + 1
+                    )));
                 };
                 let roles: Vec<String> = parts
                     .next()
-                    .map(|r| r.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                    .map(|r| {
+                        r.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
                     .unwrap_or_default();
-                if !valid_name(name) || !password::is_supported_hash(phc) || !roles.iter().all(|r| valid_role(r)) {
-                    return Err(fail(format!("{}:{}: bad username, roles or unsupported hash (argon2 or bcrypt PHC)", file.display(), i + 1)));
+                if !valid_name(name)
+                    || !password::is_supported_hash(phc)
+                    || !roles.iter().all(|r| valid_role(r))
+                {
+                    return Err(fail(format!(
+                        "{}:{}: bad username, roles or unsupported hash (argon2 or bcrypt PHC)",
+                        file.display(),
+                        i + 1
+                    )));
                 }
                 let user = User {
                     id: UserId::random(),
@@ -457,10 +587,18 @@ async fn keys_cmd(command: KeysCommand, file: Option<&Path>) -> Result<(), Failu
     let schedule = key_schedule(&config);
     match command {
         KeysCommand::List => {
-            keys::ensure_keys(store.as_ref(), &master, schedule, now).await.map_err(|e| fail(e.to_string()))?;
-            let ring = keys::load_ring(store.as_ref(), &master, now).await.map_err(|e| fail(e.to_string()))?;
-            println!("{:<14} {:<6} {:<8} {:<12} {:<12} EXPIRES", "KID", "ALG", "STATUS", "ACTIVATES", "RETIRES");
-            let fmt = |t: Option<tessera_core::UnixTime>| t.map_or("-".to_owned(), |t| t.0.to_string());
+            keys::ensure_keys(store.as_ref(), &master, schedule, now)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let ring = keys::load_ring(store.as_ref(), &master, now)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            println!(
+                "{:<14} {:<6} {:<8} {:<12} {:<12} EXPIRES",
+                "KID", "ALG", "STATUS", "ACTIVATES", "RETIRES"
+            );
+            let fmt =
+                |t: Option<tessera_core::UnixTime>| t.map_or("-".to_owned(), |t| t.0.to_string());
             for k in ring.keys() {
                 let status = format!("{:?}", ring.status(k.kid(), now)).to_lowercase();
                 println!(
@@ -475,8 +613,13 @@ async fn keys_cmd(command: KeysCommand, file: Option<&Path>) -> Result<(), Failu
             }
         }
         KeysCommand::Rotate => {
-            let kid = keys::rotate_now(store.as_ref(), &master, schedule, now).await.map_err(|e| fail(e.to_string()))?;
-            println!("rotated: new signing key {kid}; running nodes pick it up within {}s", config.sync.key_poll.as_secs());
+            let kid = keys::rotate_now(store.as_ref(), &master, schedule, now)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            println!(
+                "rotated: new signing key {kid}; running nodes pick it up within {}s",
+                config.sync.key_poll.as_secs()
+            );
         }
     }
     Ok(())

@@ -14,7 +14,11 @@ fn note(text: &str) -> serde_json::Value {
 
 /// `Cookie` header with the access-token cookies of `c` (no CSRF cookie).
 fn access_cookies(c: &Client) -> String {
-    format!("{CLAIMS}={}; {SIG}={}", c.jar.value(CLAIMS).unwrap(), c.jar.value(SIG).unwrap())
+    format!(
+        "{CLAIMS}={}; {SIG}={}",
+        c.jar.value(CLAIMS).unwrap(),
+        c.jar.value(SIG).unwrap()
+    )
 }
 
 #[tokio::test]
@@ -59,7 +63,12 @@ async fn csrf_rules_guard_cookie_authenticated_writes() {
     }
 
     // Rule 3: missing token.
-    let res = c.post("/api/notes").same_origin().json(&note("no token")).send().await;
+    let res = c
+        .post("/api/notes")
+        .same_origin()
+        .json(&note("no token"))
+        .send()
+        .await;
     res.assert_error(403, "csrf_failed");
 
     // Forged token (right shape, wrong MAC) and the CSRF cookie value tampered with.
@@ -95,7 +104,12 @@ async fn csrf_rules_guard_cookie_authenticated_writes() {
     res.assert_error(403, "csrf_failed");
 
     // The token given in the cookie only (double-submit needs the header).
-    let res = c.post("/api/notes").same_origin().json(&note("cookie only")).send().await;
+    let res = c
+        .post("/api/notes")
+        .same_origin()
+        .json(&note("cookie only"))
+        .send()
+        .await;
     res.assert_error(403, "csrf_failed");
 
     // Valid.
@@ -112,10 +126,20 @@ async fn csrf_rules_guard_cookie_authenticated_writes() {
     let res = c.get("/api/notes").send().await;
     assert_eq!(res.status, 200, "{}", res.text());
     let notes = res.json()["notes"].as_array().cloned().unwrap();
-    assert_eq!(notes.len(), 1, "refused requests must not store anything: {notes:?}");
+    assert_eq!(
+        notes.len(),
+        1,
+        "refused requests must not store anything: {notes:?}"
+    );
     assert_eq!(notes[0]["text"], "the only note");
     // The other session sees the same user's notes.
-    assert_eq!(other.get("/api/notes").send().await.json()["notes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        other.get("/api/notes").send().await.json()["notes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -125,19 +149,39 @@ async fn login_csrf_is_refused() {
     let body = json!({"username": "demo", "password": pw});
     let mut c = server.client();
 
-    let res = c.post("/auth/login").header("origin", "https://evil.example").json(&body).send().await;
+    let res = c
+        .post("/auth/login")
+        .header("origin", "https://evil.example")
+        .json(&body)
+        .send()
+        .await;
     res.assert_error(403, "csrf_failed");
     assert!(res.set_cookies.is_empty());
-    let res = c.post("/auth/login").header("sec-fetch-site", "cross-site").json(&body).send().await;
+    let res = c
+        .post("/auth/login")
+        .header("sec-fetch-site", "cross-site")
+        .json(&body)
+        .send()
+        .await;
     res.assert_error(403, "csrf_failed");
-    let res = c.post("/auth/login").header("sec-fetch-site", "same-site").json(&body).send().await;
+    let res = c
+        .post("/auth/login")
+        .header("sec-fetch-site", "same-site")
+        .json(&body)
+        .send()
+        .await;
     res.assert_error(403, "csrf_failed");
     assert!(c.jar.is_empty());
 
     // A non-browser client (no Origin, no Sec-Fetch-Site) and `Sec-Fetch-Site: none` pass.
     let res = c.post("/auth/login").json(&body).send().await;
     assert_eq!(res.status, 200, "{}", res.text());
-    let res = c.post("/auth/login").header("sec-fetch-site", "none").json(&body).send().await;
+    let res = c
+        .post("/auth/login")
+        .header("sec-fetch-site", "none")
+        .json(&body)
+        .send()
+        .await;
     assert_eq!(res.status, 200, "{}", res.text());
 }
 
@@ -152,7 +196,13 @@ async fn authorization_header_replaces_cookies() {
     let res = c.get("/auth/session").bearer("garbage").send().await;
     res.assert_error(401, "unauthenticated");
     // Nor does a stray Authorization switch the CSRF checks off for cookie credentials.
-    let res = c.post("/api/notes").same_origin().bearer("garbage").json(&note("x")).send().await;
+    let res = c
+        .post("/api/notes")
+        .same_origin()
+        .bearer("garbage")
+        .json(&note("x"))
+        .send()
+        .await;
     assert_eq!(res.status, 401, "{}", res.text());
 
     // The split cookies reassembled are a valid bearer token, without any cookie.
@@ -162,13 +212,22 @@ async fn authorization_header_replaces_cookies() {
     let res = bare.get("/api/notes").bearer(&token).send().await;
     assert_eq!(res.status, 200, "{}", res.text());
     // Bearer requests need no CSRF token.
-    let res = bare.post("/api/notes").bearer(&token).json(&note("via bearer")).send().await;
+    let res = bare
+        .post("/api/notes")
+        .bearer(&token)
+        .json(&note("via bearer"))
+        .send()
+        .await;
     assert_eq!(res.status, 201, "{}", res.text());
     let res = c.get("/api/notes").send().await;
     assert_eq!(res.json()["notes"][0]["text"], "via bearer");
 
     // Unknown scheme.
-    let res = bare.get("/api/notes").header("authorization", format!("Basic {token}").as_str()).send().await;
+    let res = bare
+        .get("/api/notes")
+        .header("authorization", format!("Basic {token}").as_str())
+        .send()
+        .await;
     assert_eq!(res.status, 401);
     // The CSRF token is no access token.
     let csrf = c.csrf().unwrap();
@@ -194,7 +253,13 @@ async fn hostile_cookies_are_refused() {
         .cookie_header(&format!("theme=dark; {SIG}={sig}"))
         .send()
         .await;
-    assert_eq!(res.status, 200, "cookie crumbs ({:?}): {}", res.version, res.text());
+    assert_eq!(
+        res.status,
+        200,
+        "cookie crumbs ({:?}): {}",
+        res.version,
+        res.text()
+    );
 
     // A tessera cookie twice (cookie tossing) → 400, in one header or across two.
     let res = alice
@@ -212,13 +277,20 @@ async fn hostile_cookies_are_refused() {
     assert_eq!(res.status, 400, "{}", res.text());
     let res = alice
         .get("/api/notes")
-        .cookie_header(&format!("{CLAIMS}={claims}; {SIG}={sig}; {CSRF}=a; {CSRF}=b"))
+        .cookie_header(&format!(
+            "{CLAIMS}={claims}; {SIG}={sig}; {CSRF}=a; {CSRF}=b"
+        ))
         .send()
         .await;
     assert_eq!(res.status, 400, "{}", res.text());
 
     // Another user's claims cookie with alice's signature cookie → 401.
-    let out = server.cli(&["user", "add", "bob", "--password-stdin"], Some("bobpassword123\n")).await;
+    let out = server
+        .cli(
+            &["user", "add", "bob", "--password-stdin"],
+            Some("bobpassword123\n"),
+        )
+        .await;
     out.assert_success();
     let mut bob = server.client();
     bob.login_ok("bob", "bobpassword123").await;
@@ -240,7 +312,10 @@ async fn hostile_cookies_are_refused() {
     let alice2 = server.demo_client().await;
     let res = bob
         .get("/api/notes")
-        .cookie_header(&format!("{CLAIMS}={}; {SIG}={sig}", alice2.jar.value(CLAIMS).unwrap()))
+        .cookie_header(&format!(
+            "{CLAIMS}={}; {SIG}={sig}",
+            alice2.jar.value(CLAIMS).unwrap()
+        ))
         .send()
         .await;
     assert_eq!(res.status, 401, "{}", res.text());
@@ -249,14 +324,22 @@ async fn hostile_cookies_are_refused() {
     let mut payload = b64url_decode_json(&claims).unwrap();
     payload["roles"] = json!(["admin"]);
     let forged = b64url_encode(&serde_json::to_vec(&payload).unwrap());
-    let res = alice.get("/api/notes").cookie_header(&format!("{CLAIMS}={forged}; {SIG}={sig}")).send().await;
+    let res = alice
+        .get("/api/notes")
+        .cookie_header(&format!("{CLAIMS}={forged}; {SIG}={sig}"))
+        .send()
+        .await;
     res.assert_error(401, "unauthenticated");
     // One character changed.
     let mut flipped = claims.clone().into_bytes();
     let i = flipped.len() / 2;
     flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
     let flipped = String::from_utf8(flipped).unwrap();
-    let res = alice.get("/api/notes").cookie_header(&format!("{CLAIMS}={flipped}; {SIG}={sig}")).send().await;
+    let res = alice
+        .get("/api/notes")
+        .cookie_header(&format!("{CLAIMS}={flipped}; {SIG}={sig}"))
+        .send()
+        .await;
     assert_eq!(res.status, 401, "{}", res.text());
     // Signature stripped, `alg: none`.
     let none_header = b64url_encode(br#"{"alg":"none","typ":"at+jwt"}"#);
@@ -267,21 +350,62 @@ async fn hostile_cookies_are_refused() {
         .await;
     assert_eq!(res.status, 401, "{}", res.text());
     // Only one half.
-    let res = alice.get("/api/notes").cookie_header(&format!("{CLAIMS}={claims}")).send().await;
+    let res = alice
+        .get("/api/notes")
+        .cookie_header(&format!("{CLAIMS}={claims}"))
+        .send()
+        .await;
     assert_eq!(res.status, 401, "{}", res.text());
-    let res = alice.get("/api/notes").cookie_header(&format!("{SIG}={sig}")).send().await;
+    let res = alice
+        .get("/api/notes")
+        .cookie_header(&format!("{SIG}={sig}"))
+        .send()
+        .await;
     assert_eq!(res.status, 401, "{}", res.text());
 
     // Oversized cookie and token: a 4xx, never a 500.
     let huge = "A".repeat(9000);
-    let res = alice.get("/api/notes").cookie_header(&format!("{CLAIMS}={huge}; {SIG}={sig}")).send().await;
-    assert!((400..500).contains(&res.status), "9000-byte claims cookie: {} {}", res.status, res.text());
-    let res = alice.get("/api/notes").cookie_header(&format!("{CLAIMS}={claims}; {SIG}=h.{huge}")).send().await;
-    assert!((400..500).contains(&res.status), "9000-byte sig cookie: {} {}", res.status, res.text());
+    let res = alice
+        .get("/api/notes")
+        .cookie_header(&format!("{CLAIMS}={huge}; {SIG}={sig}"))
+        .send()
+        .await;
+    assert!(
+        (400..500).contains(&res.status),
+        "9000-byte claims cookie: {} {}",
+        res.status,
+        res.text()
+    );
+    let res = alice
+        .get("/api/notes")
+        .cookie_header(&format!("{CLAIMS}={claims}; {SIG}=h.{huge}"))
+        .send()
+        .await;
+    assert!(
+        (400..500).contains(&res.status),
+        "9000-byte sig cookie: {} {}",
+        res.status,
+        res.text()
+    );
     let part = "A".repeat(4500);
-    let res = server.client().get("/api/notes").bearer(&format!("{part}.{part}.{part}")).send().await;
-    assert!((400..500).contains(&res.status), "13500-byte bearer: {} {}", res.status, res.text());
-    let res = server.client().get("/api/notes").bearer(&format!("a.{}.b", "A".repeat(7000))).send().await;
+    let res = server
+        .client()
+        .get("/api/notes")
+        .bearer(&format!("{part}.{part}.{part}"))
+        .send()
+        .await;
+    assert!(
+        (400..500).contains(&res.status),
+        "13500-byte bearer: {} {}",
+        res.status,
+        res.text()
+    );
+    let res = server
+        .client()
+        .get("/api/notes")
+        .bearer(&format!("a.{}.b", "A".repeat(7000)))
+        .send()
+        .await;
     assert_eq!(res.status, 401, "oversized bearer payload: {}", res.text());
 
     // Nothing broke alice's real session.

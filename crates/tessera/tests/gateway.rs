@@ -36,53 +36,119 @@ async fn proxy_sends_verified_identity_and_strips_spoofed_headers() {
     let seen = res.json()["headers"].clone();
     let h = |name: &str| seen.get(name).and_then(|v| v.as_str()).map(str::to_owned);
 
-    assert_eq!(h("x-tessera-user"), claims["sub"].as_str().map(str::to_owned), "{seen}");
+    assert_eq!(
+        h("x-tessera-user"),
+        claims["sub"].as_str().map(str::to_owned),
+        "{seen}"
+    );
     assert_eq!(h("x-tessera-username").as_deref(), Some("demo"), "{seen}");
-    let roles: Vec<String> = claims["roles"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
+    let roles: Vec<String> = claims["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(h("x-tessera-roles"), Some(roles.join(",")), "{seen}");
-    assert_eq!(h("x-tessera-session"), claims["sid"].as_str().map(str::to_owned), "{seen}");
-    assert!(h("x-tessera-client").is_none(), "spoofed x-tessera-client forwarded: {seen}");
-    for name in ["x-remote-user", "x-forwarded-user", "x-forwarded-email", "x-auth-request-user", "remote-user"] {
+    assert_eq!(
+        h("x-tessera-session"),
+        claims["sid"].as_str().map(str::to_owned),
+        "{seen}"
+    );
+    assert!(
+        h("x-tessera-client").is_none(),
+        "spoofed x-tessera-client forwarded: {seen}"
+    );
+    for name in [
+        "x-remote-user",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-auth-request-user",
+        "remote-user",
+    ] {
         assert!(h(name).is_none(), "spoofed {name} forwarded: {seen}");
     }
     for (name, value) in seen.as_object().unwrap() {
         let v = value.as_str().unwrap_or("");
-        assert!(!(name.starts_with("x-tessera-") && v.contains("admin")), "spoofed value reached upstream: {name}: {v}");
-        assert!(!v.contains("spoofed"), "spoofed value reached upstream: {name}: {v}");
+        assert!(
+            !(name.starts_with("x-tessera-") && v.contains("admin")),
+            "spoofed value reached upstream: {name}: {v}"
+        );
+        assert!(
+            !v.contains("spoofed"),
+            "spoofed value reached upstream: {name}: {v}"
+        );
     }
 
     let cookie = h("cookie").unwrap_or_default();
-    assert!(cookie.contains("theme=dark"), "foreign cookie not forwarded: {seen}");
-    assert!(!cookie.contains("tessera"), "tessera cookies forwarded upstream: {cookie}");
+    assert!(
+        cookie.contains("theme=dark"),
+        "foreign cookie not forwarded: {seen}"
+    );
+    assert!(
+        !cookie.contains("tessera"),
+        "tessera cookies forwarded upstream: {cookie}"
+    );
     assert!(h("authorization").is_none(), "{seen}");
     assert!(h("x-csrf-token").is_none(), "{seen}");
 
     // Bearer credentials are not forwarded either.
     let token = c.access_token().unwrap();
-    let res = server.client().get("/api/whoami").bearer(&token).send().await;
+    let res = server
+        .client()
+        .get("/api/whoami")
+        .bearer(&token)
+        .send()
+        .await;
     assert_eq!(res.status, 200, "{}", res.text());
     let seen = res.json()["headers"].clone();
-    assert!(seen.get("authorization").is_none(), "bearer token forwarded upstream: {seen}");
+    assert!(
+        seen.get("authorization").is_none(),
+        "bearer token forwarded upstream: {seen}"
+    );
     assert_eq!(seen["x-tessera-user"], claims["sub"]);
     assert!(seen.get("cookie").is_none(), "{seen}");
 
     // A POST too (CSRF-checked), and still no tessera cookie or CSRF header upstream.
-    let res = c.post("/api/whoami").with_csrf().json(&json!({})).send().await;
+    let res = c
+        .post("/api/whoami")
+        .with_csrf()
+        .json(&json!({}))
+        .send()
+        .await;
     assert_eq!(res.status, 200, "{}", res.text());
     let seen = res.json()["headers"].clone();
     assert!(seen.get("x-csrf-token").is_none(), "{seen}");
-    assert!(!seen.get("cookie").and_then(|v| v.as_str()).unwrap_or("").contains("tessera"), "{seen}");
+    assert!(
+        !seen
+            .get("cookie")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .contains("tessera"),
+        "{seen}"
+    );
 }
 
 #[tokio::test]
 async fn unauthenticated_requests_to_the_api_get_401_json() {
     let server = Server::demo(BIN).await;
     let mut anon = server.client();
-    anon.get("/api/notes").send().await.assert_error(401, "unauthenticated");
-    let res = anon.post("/api/notes").same_origin().json(&json!({"text": "x"})).send().await;
+    anon.get("/api/notes")
+        .send()
+        .await
+        .assert_error(401, "unauthenticated");
+    let res = anon
+        .post("/api/notes")
+        .same_origin()
+        .json(&json!({"text": "x"}))
+        .send()
+        .await;
     res.assert_error(401, "unauthenticated");
     // Spoofed identity headers alone do not authenticate.
-    let res = anon.get("/api/whoami").header("x-tessera-user", "admin").send().await;
+    let res = anon
+        .get("/api/whoami")
+        .header("x-tessera-user", "admin")
+        .send()
+        .await;
     res.assert_error(401, "unauthenticated");
     // Not public by default.
     let res = anon.get("/api/public/hello").send().await;
@@ -91,13 +157,19 @@ async fn unauthenticated_requests_to_the_api_get_401_json() {
 
 #[tokio::test]
 async fn public_paths_are_served_without_authentication() {
-    let server = Server::builder(BIN).config("public_paths = [\"/api/public/\"]").start().await;
+    let server = Server::builder(BIN)
+        .config("public_paths = [\"/api/public/\"]")
+        .start()
+        .await;
     let mut anon = server.client();
     let res = anon.get("/api/public/hello").send().await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.json()["hello"], "world");
     // Only that prefix.
-    anon.get("/api/notes").send().await.assert_error(401, "unauthenticated");
+    anon.get("/api/notes")
+        .send()
+        .await
+        .assert_error(401, "unauthenticated");
     let res = anon.get("/api/publicx").send().await;
     assert_eq!(res.status, 401, "{}", res.text());
 }
@@ -109,7 +181,9 @@ async fn non_canonical_paths_are_refused() {
     let cookie = format!("Cookie: {}", c.jar.cookie_header("/").unwrap());
 
     // Sanity: the raw client works.
-    let res = server.raw_get("/api/notes", std::slice::from_ref(&cookie)).await;
+    let res = server
+        .raw_get("/api/notes", std::slice::from_ref(&cookie))
+        .await;
     assert_eq!(res.status, Some(200), "{res:?}");
 
     for target in [
@@ -125,7 +199,9 @@ async fn non_canonical_paths_are_refused() {
     ] {
         let res = server.raw_get(target, std::slice::from_ref(&cookie)).await;
         assert_eq!(res.status, Some(400), "{target}: {res:?}");
-        let body = res.json().unwrap_or_else(|| panic!("{target}: not JSON: {res:?}"));
+        let body = res
+            .json()
+            .unwrap_or_else(|| panic!("{target}: not JSON: {res:?}"));
         assert_eq!(body["error"], "invalid_request", "{target}: {body}");
     }
 }
@@ -138,11 +214,22 @@ async fn forward_auth_verify_applies_the_csrf_rules_to_the_original_method() {
 
     let res = c.get("/auth/verify").send().await;
     assert_eq!(res.status, 200, "{}", res.text());
-    assert_eq!(res.header("x-tessera-user"), claims["sub"].as_str().map(str::to_owned));
+    assert_eq!(
+        res.header("x-tessera-user"),
+        claims["sub"].as_str().map(str::to_owned)
+    );
     assert_eq!(res.header("x-tessera-username").as_deref(), Some("demo"));
-    let roles: Vec<&str> = claims["roles"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    let roles: Vec<&str> = claims["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
     assert_eq!(res.header("x-tessera-roles"), Some(roles.join(",")));
-    assert_eq!(res.header("x-tessera-session"), claims["sid"].as_str().map(str::to_owned));
+    assert_eq!(
+        res.header("x-tessera-session"),
+        claims["sid"].as_str().map(str::to_owned)
+    );
 
     // No credentials.
     let res = c.get("/auth/verify").no_cookies().send().await;
@@ -150,9 +237,17 @@ async fn forward_auth_verify_applies_the_csrf_rules_to_the_original_method() {
     assert!(res.header("x-tessera-user").is_none());
 
     // The original request was a POST without a CSRF token.
-    let res = c.get("/auth/verify").header("x-forwarded-method", "POST").send().await;
+    let res = c
+        .get("/auth/verify")
+        .header("x-forwarded-method", "POST")
+        .send()
+        .await;
     res.assert_error(403, "csrf_failed");
-    let res = c.get("/auth/verify").header("x-original-method", "DELETE").send().await;
+    let res = c
+        .get("/auth/verify")
+        .header("x-original-method", "DELETE")
+        .send()
+        .await;
     res.assert_error(403, "csrf_failed");
     // …from a foreign site, with a token.
     let token = c.csrf().unwrap();
@@ -165,11 +260,23 @@ async fn forward_auth_verify_applies_the_csrf_rules_to_the_original_method() {
         .await;
     res.assert_error(403, "csrf_failed");
     // With the token, same-origin.
-    let res = c.get("/auth/verify").header("x-forwarded-method", "POST").with_csrf().send().await;
+    let res = c
+        .get("/auth/verify")
+        .header("x-forwarded-method", "POST")
+        .with_csrf()
+        .send()
+        .await;
     assert_eq!(res.status, 200, "{}", res.text());
-    assert_eq!(res.header("x-tessera-user"), claims["sub"].as_str().map(str::to_owned));
+    assert_eq!(
+        res.header("x-tessera-user"),
+        claims["sub"].as_str().map(str::to_owned)
+    );
     // Safe original methods need none.
-    let res = c.get("/auth/verify").header("x-forwarded-method", "HEAD").send().await;
+    let res = c
+        .get("/auth/verify")
+        .header("x-forwarded-method", "HEAD")
+        .send()
+        .await;
     assert_eq!(res.status, 200, "{}", res.text());
 }
 
@@ -186,12 +293,27 @@ async fn security_headers_and_no_cors_by_default() {
 
     let evil = "https://evil.example";
     let mut responses = vec![("/", page)];
-    for path in ["/api/notes", "/auth/session", "/healthz", "/.well-known/jwks.json", "/tessera.js", "/nope/at/all"] {
+    for path in [
+        "/api/notes",
+        "/auth/session",
+        "/healthz",
+        "/.well-known/jwks.json",
+        "/tessera.js",
+        "/nope/at/all",
+    ] {
         let res = c.get(path).header("origin", evil).send().await;
         responses.push((path, res));
     }
     responses.push(("/auth/login", c.login("demo", server.demo_password()).await));
-    responses.push(("/api/notes (401)", server.client().get("/api/notes").header("origin", evil).send().await));
+    responses.push((
+        "/api/notes (401)",
+        server
+            .client()
+            .get("/api/notes")
+            .header("origin", evil)
+            .send()
+            .await,
+    ));
     // A CORS preflight gets no CORS grant either.
     let preflight = c
         .request(Method::OPTIONS, "/api/notes")
@@ -205,14 +327,21 @@ async fn security_headers_and_no_cors_by_default() {
     responses.push(("OPTIONS /api/notes", preflight));
 
     for (path, res) in &responses {
-        assert_eq!(res.header("x-content-type-options").as_deref(), Some("nosniff"), "{path}");
+        assert_eq!(
+            res.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path}"
+        );
         assert_eq!(
             res.header("strict-transport-security").as_deref(),
             Some("max-age=31536000; includeSubDomains"),
             "{path}"
         );
         for (name, _) in &res.headers {
-            assert!(!name.as_str().starts_with("access-control-"), "{path}: CORS header {name} without cors config");
+            assert!(
+                !name.as_str().starts_with("access-control-"),
+                "{path}: CORS header {name} without cors config"
+            );
         }
     }
 }
@@ -226,25 +355,37 @@ async fn oversized_headers_get_431() {
     // 64 KiB header → 431 (raw HTTP/1.1), never a 500 or a silent close.
     let big = format!("X-Big: {}", "a".repeat(64 * 1024));
     let res = server.raw_get("/api/notes", &[cookie.clone(), big]).await;
-    let status = res.status.unwrap_or_else(|| panic!("no response to a 64 KiB header: {res:?}"));
+    let status = res
+        .status
+        .unwrap_or_else(|| panic!("no response to a 64 KiB header: {res:?}"));
     assert_eq!(status, 431, "64 KiB header: {res:?}");
 
     // 200 small headers (limits.max_headers = 64).
     let mut many: Vec<String> = (0..200).map(|i| format!("X-H{i}: v")).collect();
     many.push(cookie);
     let res = server.raw_get("/api/notes", &many).await;
-    let status = res.status.unwrap_or_else(|| panic!("no response to 200 headers: {res:?}"));
+    let status = res
+        .status
+        .unwrap_or_else(|| panic!("no response to 200 headers: {res:?}"));
     assert!((400..500).contains(&status), "200 headers: {res:?}");
 }
 
 #[tokio::test]
 async fn proxied_bodies_over_the_limit_get_413() {
-    let server = Server::builder(BIN).config("[limits]\nmax_body_bytes = 1024").start().await;
+    let server = Server::builder(BIN)
+        .config("[limits]\nmax_body_bytes = 1024")
+        .start()
+        .await;
     let mut c = server.demo_client().await;
 
     // With Content-Length…
     let text = "n".repeat(2000);
-    let res = c.post("/api/notes").with_csrf().json(&json!({ "text": text })).send().await;
+    let res = c
+        .post("/api/notes")
+        .with_csrf()
+        .json(&json!({ "text": text }))
+        .send()
+        .await;
     res.assert_error(413, "payload_too_large");
 
     // …and streamed without one (chunked, raw HTTP/1.1).
@@ -260,16 +401,34 @@ async fn proxied_bodies_over_the_limit_get_413() {
     );
     let res = server.raw(req.as_bytes()).await;
     assert_eq!(res.status, Some(413), "chunked oversized body: {res:?}");
-    assert_eq!(res.json().map(|v| v["error"].clone()), Some(json!("payload_too_large")), "{res:?}");
+    assert_eq!(
+        res.json().map(|v| v["error"].clone()),
+        Some(json!("payload_too_large")),
+        "{res:?}"
+    );
 
     // Nothing was stored by the refused writes; a small note still works.
     let res = c.get("/api/notes").send().await;
-    assert_eq!(res.json()["notes"].as_array().map(Vec::len), Some(0), "{}", res.text());
-    let res = c.post("/api/notes").with_csrf().json(&json!({"text": "small"})).send().await;
+    assert_eq!(
+        res.json()["notes"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        res.text()
+    );
+    let res = c
+        .post("/api/notes")
+        .with_csrf()
+        .json(&json!({"text": "small"}))
+        .send()
+        .await;
     assert_eq!(res.status, 201, "{}", res.text());
 
     // Method errors on tessera's own routes are JSON too.
-    let res = c.request(Method::DELETE, "/auth/login").with_csrf().send().await;
+    let res = c
+        .request(Method::DELETE, "/auth/login")
+        .with_csrf()
+        .send()
+        .await;
     assert_eq!(res.status, 405, "{}", res.text());
     assert_error_shape(&res);
     assert!(c.jar.get(CSRF).is_some());
@@ -291,7 +450,9 @@ async fn content_length_with_transfer_encoding_is_refused() {
         server.addr
     );
     let res = server.raw(req.as_bytes()).await;
-    let status = res.status.unwrap_or_else(|| panic!("no response to CL+TE: {res:?}"));
+    let status = res
+        .status
+        .unwrap_or_else(|| panic!("no response to CL+TE: {res:?}"));
     assert_eq!(status, 400, "CL+TE: {res:?}");
 }
 
@@ -299,14 +460,27 @@ async fn content_length_with_transfer_encoding_is_refused() {
 #[ignore = "server bug: cors.allowed_origins gets no CORS headers at all (no Access-Control-Allow-Origin/-Credentials, no preflight answer); CONTRACT \"Gateway\" CORS"]
 async fn cors_allowed_origins_get_exact_credentialed_cors() {
     let dev = "https://dev.example:5173";
-    let server = Server::builder(BIN).config(&format!("[cors]\nallowed_origins = [\"{dev}\"]")).start().await;
+    let server = Server::builder(BIN)
+        .config(&format!("[cors]\nallowed_origins = [\"{dev}\"]"))
+        .start()
+        .await;
     let mut c = server.demo_client().await;
 
     // A credentialed GET from the dev origin: the exact origin echoed, never `*`.
     let res = c.get("/api/notes").header("origin", dev).send().await;
     assert_eq!(res.status, 200, "{}", res.text());
-    assert_eq!(res.header("access-control-allow-origin").as_deref(), Some(dev), "{:?}", res.headers);
-    assert_eq!(res.header("access-control-allow-credentials").as_deref(), Some("true"), "{:?}", res.headers);
+    assert_eq!(
+        res.header("access-control-allow-origin").as_deref(),
+        Some(dev),
+        "{:?}",
+        res.headers
+    );
+    assert_eq!(
+        res.header("access-control-allow-credentials").as_deref(),
+        Some("true"),
+        "{:?}",
+        res.headers
+    );
 
     // Its preflight.
     let res = c
@@ -314,15 +488,37 @@ async fn cors_allowed_origins_get_exact_credentialed_cors() {
         .no_cookies()
         .header("origin", dev)
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "content-type, x-csrf-token")
+        .header(
+            "access-control-request-headers",
+            "content-type, x-csrf-token",
+        )
         .send()
         .await;
-    assert!((200..300).contains(&res.status), "preflight: {} {}", res.status, res.text());
-    assert_eq!(res.header("access-control-allow-origin").as_deref(), Some(dev), "{:?}", res.headers);
-    assert_eq!(res.header("access-control-allow-credentials").as_deref(), Some("true"));
-    let methods = res.header("access-control-allow-methods").unwrap_or_default().to_ascii_uppercase();
+    assert!(
+        (200..300).contains(&res.status),
+        "preflight: {} {}",
+        res.status,
+        res.text()
+    );
+    assert_eq!(
+        res.header("access-control-allow-origin").as_deref(),
+        Some(dev),
+        "{:?}",
+        res.headers
+    );
+    assert_eq!(
+        res.header("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    let methods = res
+        .header("access-control-allow-methods")
+        .unwrap_or_default()
+        .to_ascii_uppercase();
     assert!(methods.contains("POST"), "{methods}");
-    let headers = res.header("access-control-allow-headers").unwrap_or_default().to_ascii_lowercase();
+    let headers = res
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     assert!(headers.contains("x-csrf-token"), "{headers}");
 
     // The dev origin passes the CSRF origin rule (the token is still needed).
@@ -342,13 +538,25 @@ async fn cors_allowed_origins_get_exact_credentialed_cors() {
         .send()
         .await;
     assert_eq!(res.status, 201, "{}", res.text());
-    assert_eq!(res.header("access-control-allow-origin").as_deref(), Some(dev));
+    assert_eq!(
+        res.header("access-control-allow-origin").as_deref(),
+        Some(dev)
+    );
 
     // Other origins, `null`, and look-alikes get nothing.
-    for other in ["https://evil.example", "null", "https://dev.example:5174", "http://dev.example:5173", "https://dev.example:5173.evil.example"] {
+    for other in [
+        "https://evil.example",
+        "null",
+        "https://dev.example:5174",
+        "http://dev.example:5173",
+        "https://dev.example:5173.evil.example",
+    ] {
         let res = c.get("/api/notes").header("origin", other).send().await;
         for (name, _) in &res.headers {
-            assert!(!name.as_str().starts_with("access-control-"), "{other}: {name} granted");
+            assert!(
+                !name.as_str().starts_with("access-control-"),
+                "{other}: {name} granted"
+            );
         }
     }
 }
@@ -358,7 +566,9 @@ async fn overlong_request_targets_get_4xx() {
     let server = Server::demo(BIN).await;
     let target = format!("/api/notes?q={}", "a".repeat(20 * 1024));
     let res = server.raw_get(&target, &[]).await;
-    let status = res.status.unwrap_or_else(|| panic!("no response to a 20 KiB URI: {res:?}"));
+    let status = res
+        .status
+        .unwrap_or_else(|| panic!("no response to a 20 KiB URI: {res:?}"));
     assert!((400..500).contains(&status), "20 KiB URI: {res:?}");
 }
 
@@ -393,21 +603,72 @@ async fn malformed_input_never_gets_a_5xx() {
         "{\"username\": \"demo\", \"password\": \"x\"}garbage",
         "",
     ] {
-        let res = c.fresh().post("/auth/login").same_origin().body("application/json", body).send().await;
-        assert!(res.status == 400 || res.status == 401, "login body {body:?}: {} {}", res.status, res.text());
+        let res = c
+            .fresh()
+            .post("/auth/login")
+            .same_origin()
+            .body("application/json", body)
+            .send()
+            .await;
+        assert!(
+            res.status == 400 || res.status == 401,
+            "login body {body:?}: {} {}",
+            res.status,
+            res.text()
+        );
         assert_error_shape(&res);
         results.push((format!("login {body:?}"), res.status));
     }
     let long_user = json!({"username": "u".repeat(5000), "password": "x"});
-    let res = c.fresh().post("/auth/login").same_origin().json(&long_user).send().await;
-    assert!(res.status == 400 || res.status == 401, "long username: {}", res.status);
+    let res = c
+        .fresh()
+        .post("/auth/login")
+        .same_origin()
+        .json(&long_user)
+        .send()
+        .await;
+    assert!(
+        res.status == 400 || res.status == 401,
+        "long username: {}",
+        res.status
+    );
     let long_pw = json!({"username": "demo", "password": "p".repeat(15000)});
-    let res = c.fresh().post("/auth/login").same_origin().json(&long_pw).send().await;
-    assert!(res.status == 400 || res.status == 401, "long password: {}", res.status);
-    let res = c.fresh().post("/auth/login").same_origin().body("application/json", vec![0xff, 0xfe, b'{', b'}']).send().await;
+    let res = c
+        .fresh()
+        .post("/auth/login")
+        .same_origin()
+        .json(&long_pw)
+        .send()
+        .await;
+    assert!(
+        res.status == 400 || res.status == 401,
+        "long password: {}",
+        res.status
+    );
+    let res = c
+        .fresh()
+        .post("/auth/login")
+        .same_origin()
+        .body("application/json", vec![0xff, 0xfe, b'{', b'}'])
+        .send()
+        .await;
     assert_eq!(res.status, 400, "invalid UTF-8: {}", res.text());
-    let res = c.fresh().post("/auth/login").same_origin().body("application/json; charset=utf-8", json!({"username":"demo","password":pw}).to_string()).send().await;
-    assert_eq!(res.status, 200, "content type with parameters: {}", res.text());
+    let res = c
+        .fresh()
+        .post("/auth/login")
+        .same_origin()
+        .body(
+            "application/json; charset=utf-8",
+            json!({"username":"demo","password":pw}).to_string(),
+        )
+        .send()
+        .await;
+    assert_eq!(
+        res.status,
+        200,
+        "content type with parameters: {}",
+        res.text()
+    );
 
     // Credentials of every wrong shape.
     for auth in [
@@ -423,12 +684,32 @@ async fn malformed_input_never_gets_a_5xx() {
         "Basic ZGVtbzpkZW1v",
         "bearer",
     ] {
-        let res = server.client().get("/api/notes").header("authorization", auth).send().await;
-        assert!((400..500).contains(&res.status), "Authorization {auth:?}: {} {}", res.status, res.text());
+        let res = server
+            .client()
+            .get("/api/notes")
+            .header("authorization", auth)
+            .send()
+            .await;
+        assert!(
+            (400..500).contains(&res.status),
+            "Authorization {auth:?}: {} {}",
+            res.status,
+            res.text()
+        );
         results.push((format!("authorization {auth:?}"), res.status));
     }
-    let res = server.client().get("/api/notes").header("authorization", "Bearer a").header("authorization", "Bearer b").send().await;
-    assert!((400..500).contains(&res.status), "two Authorization headers: {}", res.status);
+    let res = server
+        .client()
+        .get("/api/notes")
+        .header("authorization", "Bearer a")
+        .header("authorization", "Bearer b")
+        .send()
+        .await;
+    assert!(
+        (400..500).contains(&res.status),
+        "two Authorization headers: {}",
+        res.status
+    );
 
     for cookie in [
         "__Host-tessera-claims=; __Host-tessera-sig=",
@@ -440,26 +721,50 @@ async fn malformed_input_never_gets_a_5xx() {
         "=; =; =",
         "__Host-tessera-sig=a.b.c.d",
     ] {
-        let res = server.client().get("/api/notes").cookie_header(cookie).send().await;
-        assert!((400..500).contains(&res.status), "Cookie {cookie:?}: {} {}", res.status, res.text());
+        let res = server
+            .client()
+            .get("/api/notes")
+            .cookie_header(cookie)
+            .send()
+            .await;
+        assert!(
+            (400..500).contains(&res.status),
+            "Cookie {cookie:?}: {} {}",
+            res.status,
+            res.text()
+        );
     }
     // Non-UTF-8 bytes in a cookie.
     let mut raw_cookie = format!("{}; x=", c.jar.cookie_header("/").unwrap()).into_bytes();
     raw_cookie.extend_from_slice(&[0xc3, 0x28, 0xff]);
     let req = [
-        format!("GET /api/notes HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nCookie: ", server.addr).into_bytes(),
+        format!(
+            "GET /api/notes HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nCookie: ",
+            server.addr
+        )
+        .into_bytes(),
         raw_cookie,
         b"\r\n\r\n".to_vec(),
     ]
     .concat();
     let res = server.raw(&req).await;
-    let status = res.status.unwrap_or_else(|| panic!("no response to a non-UTF-8 cookie: {res:?}"));
+    let status = res
+        .status
+        .unwrap_or_else(|| panic!("no response to a non-UTF-8 cookie: {res:?}"));
     assert!(status < 500, "non-UTF-8 cookie: {res:?}");
 
     // Odd CSRF and forward-auth inputs.
-    for (name, value) in [("x-forwarded-method", "GE T"), ("x-forwarded-method", ""), ("x-original-method", "G\tET")] {
+    for (name, value) in [
+        ("x-forwarded-method", "GE T"),
+        ("x-forwarded-method", ""),
+        ("x-original-method", "G\tET"),
+    ] {
         let res = c.get("/auth/verify").header(name, value).send().await;
-        assert!((200..500).contains(&res.status), "{name}: {value:?}: {}", res.status);
+        assert!(
+            (200..500).contains(&res.status),
+            "{name}: {value:?}: {}",
+            res.status
+        );
     }
     let res = c
         .post("/api/notes")
@@ -478,23 +783,51 @@ async fn malformed_input_never_gets_a_5xx() {
         .json(&json!({"text": "x"}))
         .send()
         .await;
-    assert!((400..500).contains(&res.status), "two X-CSRF-Token headers: {}", res.status);
-    let res = c.post("/api/notes").same_origin().header("x-csrf-token", &"t".repeat(5000)).json(&json!({"text": "x"})).send().await;
+    assert!(
+        (400..500).contains(&res.status),
+        "two X-CSRF-Token headers: {}",
+        res.status
+    );
+    let res = c
+        .post("/api/notes")
+        .same_origin()
+        .header("x-csrf-token", &"t".repeat(5000))
+        .json(&json!({"text": "x"}))
+        .send()
+        .await;
     res.assert_error(403, "csrf_failed");
 
     // Odd paths.
-    for target in ["/%00", "/api/notes%00", "/api/%zz", "/%", "/api/notes?%zz=%", "/api/notes#frag"] {
+    for target in [
+        "/%00",
+        "/api/notes%00",
+        "/api/%zz",
+        "/%",
+        "/api/notes?%zz=%",
+        "/api/notes#frag",
+    ] {
         let cookie = format!("Cookie: {}", c.jar.cookie_header("/").unwrap());
         let res = server.raw_get(target, &[cookie]).await;
-        let status = res.status.unwrap_or_else(|| panic!("no response to {target}: {res:?}"));
+        let status = res
+            .status
+            .unwrap_or_else(|| panic!("no response to {target}: {res:?}"));
         assert!(status < 500, "{target}: {res:?}");
     }
 
     // Nothing stored by any of it; the session still works.
     let res = c.get("/api/notes").send().await;
     assert_eq!(res.status, 200);
-    assert_eq!(res.json()["notes"].as_array().map(Vec::len), Some(0), "{}", res.text());
-    assert!(!server.logs().contains("panicked"), "the server panicked:\n{}", tessera_testkit::tail(&server.logs(), 40));
+    assert_eq!(
+        res.json()["notes"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        res.text()
+    );
+    assert!(
+        !server.logs().contains("panicked"),
+        "the server panicked:\n{}",
+        tessera_testkit::tail(&server.logs(), 40)
+    );
 }
 
 #[tokio::test]
@@ -509,11 +842,20 @@ async fn content_length_with_transfer_encoding_closes_the_connection() {
          GET /api/notes HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookies}\r\n\r\n",
         addr = server.addr
     );
-    let res = server.raw_with_timeout(req.as_bytes(), std::time::Duration::from_secs(3)).await;
+    let res = server
+        .raw_with_timeout(req.as_bytes(), std::time::Duration::from_secs(3))
+        .await;
     let statuses = res.all_statuses();
     assert!(!statuses.is_empty(), "no response: {res:?}");
-    assert_eq!(statuses.len(), 1, "the request after a CL+TE request was served: {statuses:?} {res:?}");
-    assert!(res.error.is_none(), "connection left open after CL+TE: {res:?}");
+    assert_eq!(
+        statuses.len(),
+        1,
+        "the request after a CL+TE request was served: {statuses:?} {res:?}"
+    );
+    assert!(
+        res.error.is_none(),
+        "connection left open after CL+TE: {res:?}"
+    );
 }
 
 #[tokio::test]
@@ -556,18 +898,33 @@ async fn method_override_headers_do_not_reach_the_upstream() {
         .await;
     if res.status == 200 {
         let seen = res.json()["headers"].clone();
-        for name in ["x-http-method-override", "x-http-method", "x-method-override"] {
-            assert!(seen.get(name).is_none(), "{name} forwarded on a CSRF-unchecked GET: {seen}");
+        for name in [
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+        ] {
+            assert!(
+                seen.get(name).is_none(),
+                "{name} forwarded on a CSRF-unchecked GET: {seen}"
+            );
         }
     } else {
         // Refusing such requests outright is fine too.
-        assert!((400..500).contains(&res.status), "{} {}", res.status, res.text());
+        assert!(
+            (400..500).contains(&res.status),
+            "{} {}",
+            res.status,
+            res.text()
+        );
     }
 }
 
 #[tokio::test]
 async fn public_paths_get_no_identity_and_no_tessera_cookies() {
-    let server = Server::builder(BIN).config("public_paths = [\"/api/whoami\", \"/api/public/\"]").start().await;
+    let server = Server::builder(BIN)
+        .config("public_paths = [\"/api/whoami\", \"/api/public/\"]")
+        .start()
+        .await;
     let mut c = server.demo_client().await;
     let jar_cookies = c.jar.cookie_header("/api/whoami").unwrap();
     let res = c
@@ -581,10 +938,16 @@ async fn public_paths_get_no_identity_and_no_tessera_cookies() {
     assert_eq!(res.status, 200, "{}", res.text());
     let seen = res.json()["headers"].clone();
     for (name, value) in seen.as_object().unwrap() {
-        assert!(!name.starts_with("x-tessera-") && name != "x-remote-user", "{name}: {value} reached the upstream on a public path");
+        assert!(
+            !name.starts_with("x-tessera-") && name != "x-remote-user",
+            "{name}: {value} reached the upstream on a public path"
+        );
     }
     let cookie = seen["cookie"].as_str().unwrap_or_default();
-    assert!(cookie.contains("theme=dark") && !cookie.contains("tessera"), "{cookie}");
+    assert!(
+        cookie.contains("theme=dark") && !cookie.contains("tessera"),
+        "{cookie}"
+    );
 
     // Public matching is on the path only.
     let mut anon = server.client();

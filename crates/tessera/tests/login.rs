@@ -9,12 +9,19 @@ const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
 #[tokio::test]
 async fn login_answers_the_contract_body_and_cookie_attributes() {
-    let server = Server::builder(BIN).config("[tokens]\naccess_ttl = \"7m\"").start().await;
+    let server = Server::builder(BIN)
+        .config("[tokens]\naccess_ttl = \"7m\"")
+        .start()
+        .await;
     let mut c = server.client();
     let res = c.login("demo", server.demo_password()).await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert!(res.is_json());
-    assert_eq!(res.header("cache-control").as_deref(), Some("no-store"), "token responses must not be cached");
+    assert_eq!(
+        res.header("cache-control").as_deref(),
+        Some("no-store"),
+        "token responses must not be cached"
+    );
 
     // Body: {user:{id,username,roles}, session:{id,expires_at}, csrf_token}.
     let body = res.json();
@@ -25,7 +32,9 @@ async fn login_answers_the_contract_body_and_cookie_attributes() {
     assert!(roles.iter().all(Value::is_string), "{roles:?}");
     assert!(roles.contains(&json!("user")), "{roles:?}");
     let sid = body["session"]["id"].as_str().expect("session.id string");
-    let expires_at = body["session"]["expires_at"].as_u64().expect("session.expires_at number");
+    let expires_at = body["session"]["expires_at"]
+        .as_u64()
+        .expect("session.expires_at number");
     let csrf_token = body["csrf_token"].as_str().expect("csrf_token string");
     assert!(!csrf_token.is_empty());
 
@@ -34,13 +43,29 @@ async fn login_answers_the_contract_body_and_cookie_attributes() {
         assert!(sc.secure, "not Secure: {}", sc.raw);
         assert!(sc.domain.is_none(), "has Domain: {}", sc.raw);
         assert!(sc.same_site.is_some(), "no explicit SameSite: {}", sc.raw);
-        assert!(sc.prefix_violation().is_none(), "{:?}: {}", sc.prefix_violation(), sc.raw);
-        assert!(ALL.contains(&sc.name.as_str()), "unexpected cookie {}", sc.raw);
+        assert!(
+            sc.prefix_violation().is_none(),
+            "{:?}: {}",
+            sc.prefix_violation(),
+            sc.raw
+        );
+        assert!(
+            ALL.contains(&sc.name.as_str()),
+            "unexpected cookie {}",
+            sc.raw
+        );
     }
-    assert!(c.jar.rejected().is_empty(), "a browser would refuse: {:?}", c.jar.rejected());
+    assert!(
+        c.jar.rejected().is_empty(),
+        "a browser would refuse: {:?}",
+        c.jar.rejected()
+    );
 
     let claims = res.set_cookie(CLAIMS).expect("claims cookie");
-    assert!(!claims.http_only, "claims cookie must be readable by script");
+    assert!(
+        !claims.http_only,
+        "claims cookie must be readable by script"
+    );
     assert_eq!(claims.same_site_lower().as_deref(), Some("lax"));
     assert_eq!(claims.path.as_deref(), Some("/"));
     assert_eq!(claims.max_age, Some(420), "claims Max-Age = access_ttl");
@@ -65,18 +90,39 @@ async fn login_answers_the_contract_body_and_cookie_attributes() {
     assert_eq!(csrf.path.as_deref(), Some("/"));
     assert_eq!(csrf.value, csrf_token, "csrf cookie = body csrf_token");
 
-    assert!(res.set_cookie("__Host-tessera-access").is_none(), "split mode sets no whole-token cookie");
+    assert!(
+        res.set_cookie("__Host-tessera-access").is_none(),
+        "split mode sets no whole-token cookie"
+    );
 
     // The claims cookie is the JWT payload only: base64url JSON, no signature in it.
-    assert!(!claims.value.contains('.'), "claims cookie holds more than the payload: {}", claims.value);
-    let (sig_header, sig_signature) = sig.value.split_once('.').expect("sig cookie = header.signature");
+    assert!(
+        !claims.value.contains('.'),
+        "claims cookie holds more than the payload: {}",
+        claims.value
+    );
+    let (sig_header, sig_signature) = sig
+        .value
+        .split_once('.')
+        .expect("sig cookie = header.signature");
     assert!(!claims.value.contains(sig_signature));
     let payload = b64url_decode_json(&claims.value).expect("claims cookie decodes to JSON");
-    for k in ["iss", "aud", "sub", "sid", "iat", "nbf", "exp", "jti", "roles", "username"] {
+    for k in [
+        "iss", "aud", "sub", "sid", "iat", "nbf", "exp", "jti", "roles", "username",
+    ] {
         assert!(payload.get(k).is_some(), "claim {k} missing: {payload}");
     }
-    for k in ["sig", "signature", "refresh_token", "csrf_token", "password"] {
-        assert!(payload.get(k).is_none(), "secret-looking claim {k}: {payload}");
+    for k in [
+        "sig",
+        "signature",
+        "refresh_token",
+        "csrf_token",
+        "password",
+    ] {
+        assert!(
+            payload.get(k).is_none(),
+            "secret-looking claim {k}: {payload}"
+        );
     }
     assert_eq!(payload["sub"], user_id);
     assert_eq!(payload["sid"], sid);
@@ -108,15 +154,31 @@ async fn bad_credentials_and_bad_requests_get_json_errors() {
     let wrong_body = wrong.assert_error(401, "invalid_credentials");
     let unknown = c.login("nobody-here", "not-the-password").await;
     let unknown_body = unknown.assert_error(401, "invalid_credentials");
-    assert_eq!(wrong_body, unknown_body, "unknown user and wrong password must be indistinguishable");
+    assert_eq!(
+        wrong_body, unknown_body,
+        "unknown user and wrong password must be indistinguishable"
+    );
     assert_eq!(wrong.body, unknown.body);
-    assert!(wrong.set_cookies.is_empty() && unknown.set_cookies.is_empty(), "no cookies on failure");
+    assert!(
+        wrong.set_cookies.is_empty() && unknown.set_cookies.is_empty(),
+        "no cookies on failure"
+    );
 
     // Malformed JSON.
-    let res = c.post("/auth/login").same_origin().body("application/json", "{\"username\": \"demo\", ").send().await;
+    let res = c
+        .post("/auth/login")
+        .same_origin()
+        .body("application/json", "{\"username\": \"demo\", ")
+        .send()
+        .await;
     res.assert_error(400, "invalid_request");
     // Missing field.
-    let res = c.post("/auth/login").same_origin().json(&json!({"username": "demo"})).send().await;
+    let res = c
+        .post("/auth/login")
+        .same_origin()
+        .json(&json!({"username": "demo"}))
+        .send()
+        .await;
     assert_eq!(res.status, 400, "{}", res.text());
     assert_error_shape(&res);
 
@@ -125,7 +187,10 @@ async fn bad_credentials_and_bad_requests_get_json_errors() {
     let res = c
         .post("/auth/login")
         .same_origin()
-        .body("text/plain", format!("{{\"username\":\"demo\",\"password\":\"{pw}\"}}"))
+        .body(
+            "text/plain",
+            format!("{{\"username\":\"demo\",\"password\":\"{pw}\"}}"),
+        )
         .send()
         .await;
     assert_eq!(res.status, 415, "text/plain login: {}", res.text());
@@ -133,7 +198,10 @@ async fn bad_credentials_and_bad_requests_get_json_errors() {
     let res = c
         .post("/auth/login")
         .same_origin()
-        .body("application/x-www-form-urlencoded", format!("username=demo&password={pw}"))
+        .body(
+            "application/x-www-form-urlencoded",
+            format!("username=demo&password={pw}"),
+        )
         .send()
         .await;
     assert_eq!(res.status, 415, "form login: {}", res.text());
@@ -144,7 +212,12 @@ async fn bad_credentials_and_bad_requests_get_json_errors() {
         .raw_body(format!("{{\"username\":\"demo\",\"password\":\"{pw}\"}}"))
         .send()
         .await;
-    assert_eq!(res.status, 415, "login without content type: {}", res.text());
+    assert_eq!(
+        res.status,
+        415,
+        "login without content type: {}",
+        res.text()
+    );
     assert_error_shape(&res);
 
     // Too large.
@@ -153,7 +226,11 @@ async fn bad_credentials_and_bad_requests_get_json_errors() {
     res.assert_error(413, "payload_too_large");
 
     // None of that logged anyone in.
-    assert!(c.jar.is_empty(), "cookies set by failed logins: {:?}", c.jar.names());
+    assert!(
+        c.jar.is_empty(),
+        "cookies set by failed logins: {:?}",
+        c.jar.names()
+    );
     // And the real password still works.
     c.login_ok("demo", &pw).await;
 }
@@ -202,10 +279,15 @@ async fn repeated_failed_logins_are_throttled() {
             other => panic!("attempt {attempt}: unexpected {other}: {}", res.text()),
         }
     }
-    let (attempt, res) = limited.expect("12 wrong passwords in a row for one account were never throttled (no 429)");
+    let (attempt, res) =
+        limited.expect("12 wrong passwords in a row for one account were never throttled (no 429)");
     assert!(attempt <= 7, "throttled only at attempt {attempt}");
     res.assert_error(429, "rate_limited");
-    let retry: u64 = res.header("retry-after").expect("Retry-After on 429").parse().expect("Retry-After seconds");
+    let retry: u64 = res
+        .header("retry-after")
+        .expect("Retry-After on 429")
+        .parse()
+        .expect("Retry-After seconds");
     assert!((1..=3600).contains(&retry), "Retry-After {retry}");
     // Unknown users are throttled alike (no enumeration through the limiter).
     let mut limited_unknown = false;
@@ -217,7 +299,10 @@ async fn repeated_failed_logins_are_throttled() {
         }
         res.assert_error(401, "invalid_credentials");
     }
-    assert!(limited_unknown, "failed logins for an unknown user were never throttled");
+    assert!(
+        limited_unknown,
+        "failed logins for an unknown user were never throttled"
+    );
 }
 
 #[tokio::test]
@@ -242,5 +327,8 @@ async fn login_attempts_are_throttled_per_client_ip_not_per_forwarded_header() {
         }
         res.assert_error(401, "invalid_credentials");
     }
-    assert!(limited_at.is_some_and(|i| i <= 31), "40 logins from one IP were not throttled: {limited_at:?}");
+    assert!(
+        limited_at.is_some_and(|i| i <= 31),
+        "40 logins from one IP were not throttled: {limited_at:?}"
+    );
 }

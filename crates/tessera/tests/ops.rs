@@ -47,16 +47,34 @@ async fn health_metrics_and_jwks() {
     c.login_ok("demo", server.demo_password()).await;
     let res = c.get("/metrics").no_cookies().send().await;
     assert_eq!(res.status, 200, "{}", res.text());
-    assert!(res.header("content-type").unwrap_or_default().starts_with("text/plain"), "{:?}", res.header("content-type"));
+    assert!(
+        res.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/plain"),
+        "{:?}",
+        res.header("content-type")
+    );
     let text = res.text();
     assert!(text.contains("tessera_logins_total"), "{text}");
-    assert!(text.contains("# TYPE tessera_logins_total counter"), "{text}");
+    assert!(
+        text.contains("# TYPE tessera_logins_total counter"),
+        "{text}"
+    );
     // Counters count: one success and one failure so far.
     let value = |needle: &str| -> Option<f64> {
-        text.lines().find(|l| l.starts_with(needle)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
     };
-    assert!(value("tessera_logins_total{outcome=\"success\"}").is_some_and(|v| v >= 1.0), "{text}");
-    assert!(value("tessera_logins_total{outcome=\"failure\"}").is_some_and(|v| v >= 1.0), "{text}");
+    assert!(
+        value("tessera_logins_total{outcome=\"success\"}").is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    assert!(
+        value("tessera_logins_total{outcome=\"failure\"}").is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
     // No secrets in metrics.
     assert!(!text.contains(server.demo_password()));
 
@@ -71,22 +89,35 @@ async fn health_metrics_and_jwks() {
         assert!(k["x"].as_str().is_some_and(|x| !x.is_empty()), "{k}");
         assert!(k["kid"].as_str().is_some(), "{k}");
         for private in ["d", "p", "q", "k", "dp", "dq", "qi"] {
-            assert!(k.get(private).is_none(), "private member {private} in JWKS: {k}");
+            assert!(
+                k.get(private).is_none(),
+                "private member {private} in JWKS: {k}"
+            );
         }
     }
     // The signing key of our token is published.
     let kid = c.kid().unwrap();
-    assert!(keys.iter().any(|k| k["kid"] == kid.as_str()), "kid {kid} not in {jwks}");
+    assert!(
+        keys.iter().any(|k| k["kid"] == kid.as_str()),
+        "kid {kid} not in {jwks}"
+    );
 }
 
 #[tokio::test]
 async fn hs256_publishes_no_keys_and_still_logs_in() {
-    let server = Server::builder(BIN).config("[tokens]\nalgorithm = \"HS256\"").start().await;
+    let server = Server::builder(BIN)
+        .config("[tokens]\nalgorithm = \"HS256\"")
+        .start()
+        .await;
     let mut c = server.client();
     let res = c.get("/.well-known/jwks.json").send().await;
     assert_eq!(res.status, 200, "{}", res.text());
     let jwks = res.json();
-    assert_eq!(jwks["keys"], Value::Array(vec![]), "a symmetric key must never be published: {jwks}");
+    assert_eq!(
+        jwks["keys"],
+        Value::Array(vec![]),
+        "a symmetric key must never be published: {jwks}"
+    );
 
     c.login_ok("demo", server.demo_password()).await;
     assert_eq!(c.token_header().unwrap()["alg"], "HS256");
@@ -96,7 +127,10 @@ async fn hs256_publishes_no_keys_and_still_logs_in() {
 
 #[tokio::test]
 async fn whole_cookie_mode_sets_one_httponly_access_cookie() {
-    let server = Server::builder(BIN).config("[cookies]\nmode = \"whole\"").start().await;
+    let server = Server::builder(BIN)
+        .config("[cookies]\nmode = \"whole\"")
+        .start()
+        .await;
     let mut c = server.client();
     let res = c.login_ok("demo", server.demo_password()).await;
     let access = res.set_cookie(ACCESS).expect("whole-mode access cookie");
@@ -105,7 +139,11 @@ async fn whole_cookie_mode_sets_one_httponly_access_cookie() {
     assert_eq!(access.path.as_deref(), Some("/"));
     assert!(access.domain.is_none());
     assert_eq!(access.value.split('.').count(), 3, "the whole JWT");
-    assert!(res.set_cookie(CLAIMS).is_none() && res.set_cookie(SIG).is_none(), "{:?}", res.set_cookies);
+    assert!(
+        res.set_cookie(CLAIMS).is_none() && res.set_cookie(SIG).is_none(),
+        "{:?}",
+        res.set_cookies
+    );
     assert!(res.set_cookie(REFRESH).is_some() && res.set_cookie(CSRF).is_some());
 
     assert_eq!(status(&c, "/api/notes").await, 200);
@@ -113,13 +151,30 @@ async fn whole_cookie_mode_sets_one_httponly_access_cookie() {
     // Split cookies mean nothing in whole mode.
     let mut other = server.client();
     let payload = access.value.split('.').nth(1).unwrap();
-    let (h, s) = (access.value.split('.').next().unwrap(), access.value.split('.').nth(2).unwrap());
-    let res = other.get("/api/notes").cookie_header(&format!("{CLAIMS}={payload}; {SIG}={h}.{s}")).send().await;
+    let (h, s) = (
+        access.value.split('.').next().unwrap(),
+        access.value.split('.').nth(2).unwrap(),
+    );
+    let res = other
+        .get("/api/notes")
+        .cookie_header(&format!("{CLAIMS}={payload}; {SIG}={h}.{s}"))
+        .send()
+        .await;
     assert_eq!(res.status, 401, "{}", res.text());
     // Writes still need CSRF.
-    let res = c.post("/api/notes").same_origin().json(&serde_json::json!({"text": "x"})).send().await;
+    let res = c
+        .post("/api/notes")
+        .same_origin()
+        .json(&serde_json::json!({"text": "x"}))
+        .send()
+        .await;
     res.assert_error(403, "csrf_failed");
-    let res = c.post("/api/notes").with_csrf().json(&serde_json::json!({"text": "x"})).send().await;
+    let res = c
+        .post("/api/notes")
+        .with_csrf()
+        .json(&serde_json::json!({"text": "x"}))
+        .send()
+        .await;
     assert_eq!(res.status, 201, "{}", res.text());
     // Logout clears it.
     let res = c.post("/auth/logout").with_csrf().send().await;
@@ -137,18 +192,50 @@ async fn start_error(builder: tessera_testkit::ServerBuilder) -> StartError {
 #[tokio::test]
 async fn bad_configuration_exits_2_naming_the_key() {
     let cases: Vec<(&str, tessera_testkit::ServerBuilder, &str)> = vec![
-        ("unknown key", Server::builder(BIN).config("lisen = 1"), "lisen"),
-        ("bad duration", Server::builder(BIN).config("[tokens]\naccess_ttl = \"forever\""), "tokens.access_ttl"),
-        ("env out of range", Server::builder(BIN).env("TESSERA_TOKENS__ACCESS_TTL", "2h"), "tokens.access_ttl"),
-        ("unknown algorithm", Server::builder(BIN).config("[tokens]\nalgorithm = \"none\""), "tokens.algorithm"),
-        ("unknown cookie mode", Server::builder(BIN).config("[cookies]\nmode = \"crumbs\""), "cookies.mode"),
-        ("wildcard CORS", Server::builder(BIN).config("[cors]\nallowed_origins = [\"*\"]"), "cors.allowed_origins"),
-        ("unknown nested key", Server::builder(BIN).config("[tokens]\nacess_ttl = \"5m\""), "acess_ttl"),
+        (
+            "unknown key",
+            Server::builder(BIN).config("lisen = 1"),
+            "lisen",
+        ),
+        (
+            "bad duration",
+            Server::builder(BIN).config("[tokens]\naccess_ttl = \"forever\""),
+            "tokens.access_ttl",
+        ),
+        (
+            "env out of range",
+            Server::builder(BIN).env("TESSERA_TOKENS__ACCESS_TTL", "2h"),
+            "tokens.access_ttl",
+        ),
+        (
+            "unknown algorithm",
+            Server::builder(BIN).config("[tokens]\nalgorithm = \"none\""),
+            "tokens.algorithm",
+        ),
+        (
+            "unknown cookie mode",
+            Server::builder(BIN).config("[cookies]\nmode = \"crumbs\""),
+            "cookies.mode",
+        ),
+        (
+            "wildcard CORS",
+            Server::builder(BIN).config("[cors]\nallowed_origins = [\"*\"]"),
+            "cors.allowed_origins",
+        ),
+        (
+            "unknown nested key",
+            Server::builder(BIN).config("[tokens]\nacess_ttl = \"5m\""),
+            "acess_ttl",
+        ),
     ];
     for (what, builder, key) in cases {
         let e = start_error(builder).await;
         assert_eq!(e.status.and_then(|s| s.code()), Some(2), "{what}: {e}");
-        assert!(e.stderr.contains(key), "{what}: stderr does not name `{key}`:\n{}", e.stderr);
+        assert!(
+            e.stderr.contains(key),
+            "{what}: stderr does not name `{key}`:\n{}",
+            e.stderr
+        );
         assert!(!e.stderr.contains("panicked"), "{what}: {e}");
     }
 
@@ -165,12 +252,23 @@ async fn bad_configuration_exits_2_naming_the_key() {
 #[tokio::test]
 #[ignore = "server bug: an unknown key is named twice over: `lisen = 1` → \"configuration key `lisen.lisen`\", `[tokens] acess_ttl` → `tokens.acess_ttl.acess_ttl` (crates/tessera/src/config.rs from_table; its own unit test errors_name_the_key fails the same way)"]
 async fn unknown_keys_are_named_exactly() {
-    for (toml, key) in [("lisen = 1", "lisen"), ("[tokens]\nacess_ttl = \"5m\"", "tokens.acess_ttl")] {
+    for (toml, key) in [
+        ("lisen = 1", "lisen"),
+        ("[tokens]\nacess_ttl = \"5m\"", "tokens.acess_ttl"),
+    ] {
         let e = start_error(Server::builder(BIN).config(toml)).await;
         assert_eq!(e.status.and_then(|s| s.code()), Some(2), "{e}");
         let last = key.rsplit('.').next().unwrap();
-        assert!(e.stderr.contains(&format!("`{key}`")), "`{key}` not named:\n{}", e.stderr);
-        assert!(!e.stderr.contains(&format!("{key}.{last}")), "key named wrongly:\n{}", e.stderr);
+        assert!(
+            e.stderr.contains(&format!("`{key}`")),
+            "`{key}` not named:\n{}",
+            e.stderr
+        );
+        assert!(
+            !e.stderr.contains(&format!("{key}.{last}")),
+            "key named wrongly:\n{}",
+            e.stderr
+        );
     }
 }
 
@@ -179,10 +277,16 @@ async fn good_master_key_from_the_environment_is_used() {
     // 32 bytes, base64.
     use base64::Engine as _;
     let std_b64 = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
-    let server = Server::builder(BIN).env("TESSERA_MASTER_KEY", &std_b64).start().await;
+    let server = Server::builder(BIN)
+        .env("TESSERA_MASTER_KEY", &std_b64)
+        .start()
+        .await;
     let c = server.demo_client().await;
     assert_eq!(status(&c, "/api/notes").await, 200);
-    assert!(!server.data_dir.join("master.key").exists(), "a key file was made although TESSERA_MASTER_KEY is set");
+    assert!(
+        !server.data_dir.join("master.key").exists(),
+        "a key file was made although TESSERA_MASTER_KEY is set"
+    );
 }
 
 #[tokio::test]
@@ -191,18 +295,43 @@ async fn cli_user_admin_while_running() {
     let demo = server.demo_client().await;
 
     // user add, then login works at once.
-    let out = server.cli(&["user", "add", "bob", "--role", "editor", "--password-stdin"], Some("bobpassword123\n")).await;
+    let out = server
+        .cli(
+            &["user", "add", "bob", "--role", "editor", "--password-stdin"],
+            Some("bobpassword123\n"),
+        )
+        .await;
     out.assert_success();
     let mut bob = server.client();
     let res = bob.login_ok("bob", "bobpassword123").await;
-    assert!(res.json()["user"]["roles"].as_array().unwrap().contains(&Value::from("editor")), "{}", res.text());
+    assert!(
+        res.json()["user"]["roles"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("editor")),
+        "{}",
+        res.text()
+    );
     assert_eq!(status(&bob, "/api/notes").await, 200);
 
     // Duplicate and too-short passwords are refused.
-    let out = server.cli(&["user", "add", "bob", "--password-stdin"], Some("anotherpassword\n")).await;
+    let out = server
+        .cli(
+            &["user", "add", "bob", "--password-stdin"],
+            Some("anotherpassword\n"),
+        )
+        .await;
     assert!(!out.status.success(), "duplicate user added: {out:?}");
-    let out = server.cli(&["user", "add", "shorty", "--password-stdin"], Some("short\n")).await;
-    assert!(!out.status.success(), "7-character password accepted: {out:?}");
+    let out = server
+        .cli(
+            &["user", "add", "shorty", "--password-stdin"],
+            Some("short\n"),
+        )
+        .await;
+    assert!(
+        !out.status.success(),
+        "7-character password accepted: {out:?}"
+    );
 
     // user list shows both users and no password hashes.
     let out = server.cli(&["user", "list"], None).await;
@@ -210,7 +339,11 @@ async fn cli_user_admin_while_running() {
     assert!(out.stdout.contains("demo"), "{}", out.stdout);
     assert!(out.stdout.contains("bob"), "{}", out.stdout);
     assert!(!out.stdout.contains("shorty"), "{}", out.stdout);
-    assert!(!out.stdout.contains("$argon2"), "hashes listed: {}", out.stdout);
+    assert!(
+        !out.stdout.contains("$argon2"),
+        "hashes listed: {}",
+        out.stdout
+    );
 
     // user revoke demo: the running server refuses demo's old cookies within 5 s.
     let out = server.cli(&["user", "revoke", "demo"], None).await;
@@ -220,7 +353,10 @@ async fn cli_user_admin_while_running() {
         async move { status(&demo, "/api/notes").await == 401 }
     })
     .await;
-    assert!(revoked, "demo's cookies still accepted {took:?} after `user revoke`");
+    assert!(
+        revoked,
+        "demo's cookies still accepted {took:?} after `user revoke`"
+    );
     // Its refresh token is dead too, and bob is untouched.
     let mut d = demo.clone();
     assert_eq!(d.refresh().await.status, 401);
@@ -264,26 +400,49 @@ async fn cli_key_rotation_while_running() {
 
     // Old tokens still verify; the new key is published.
     assert_eq!(status(&old, "/api/notes").await, 200);
-    let jwks = server.client().get("/.well-known/jwks.json").send().await.json();
-    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().filter_map(|k| k["kid"].as_str()).collect();
+    let jwks = server
+        .client()
+        .get("/.well-known/jwks.json")
+        .send()
+        .await
+        .json();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
     assert!(kids.contains(&new_kid.as_str()), "{jwks}");
-    assert!(kids.contains(&old_kid.as_str()), "retired key dropped while its tokens are valid: {jwks}");
+    assert!(
+        kids.contains(&old_kid.as_str()),
+        "retired key dropped while its tokens are valid: {jwks}"
+    );
 }
 
 #[tokio::test]
 async fn cli_passwd_ends_the_users_sessions() {
     let server = Server::demo(BIN).await;
     let old = server.demo_client().await;
-    let out = server.cli(&["user", "passwd", "demo", "--password-stdin"], Some("a-brand-new-password\n")).await;
+    let out = server
+        .cli(
+            &["user", "passwd", "demo", "--password-stdin"],
+            Some("a-brand-new-password\n"),
+        )
+        .await;
     out.assert_success();
     let (revoked, took) = eventually(Duration::from_secs(5), Duration::from_millis(200), || {
         let old = old.clone();
         async move { status(&old, "/api/notes").await == 401 }
     })
     .await;
-    assert!(revoked, "old session still accepted {took:?} after a password change");
+    assert!(
+        revoked,
+        "old session still accepted {took:?} after a password change"
+    );
     let mut c = server.client();
-    c.login("demo", server.demo_password()).await.assert_error(401, "invalid_credentials");
+    c.login("demo", server.demo_password())
+        .await
+        .assert_error(401, "invalid_credentials");
     c.login_ok("demo", "a-brand-new-password").await;
     assert_eq!(status(&c, "/api/notes").await, 200);
 }
@@ -301,8 +460,14 @@ async fn cli_user_import_accepts_argon2_and_bcrypt_hashes() {
         .to_string();
     let bcrypt_hash = bcrypt::hash("imported-bcrypt-pw", 4).unwrap();
     let file = server.data_dir.join("import.txt");
-    std::fs::write(&file, format!("# users\nann:{argon}:reader,writer\nben:{bcrypt_hash}\n\n")).unwrap();
-    let out = server.cli(&["user", "import", file.to_str().unwrap()], None).await;
+    std::fs::write(
+        &file,
+        format!("# users\nann:{argon}:reader,writer\nben:{bcrypt_hash}\n\n"),
+    )
+    .unwrap();
+    let out = server
+        .cli(&["user", "import", file.to_str().unwrap()], None)
+        .await;
     out.assert_success();
 
     for (user, pw) in [("ann", "imported-argon-pw"), ("ben", "imported-bcrypt-pw")] {
@@ -313,33 +478,63 @@ async fn cli_user_import_accepts_argon2_and_bcrypt_hashes() {
             assert_eq!(res.status, 200, "{user} login {round}: {}", res.text());
             assert_eq!(status(&c, "/api/notes").await, 200);
         }
-        server.client().login(user, "wrong-password").await.assert_error(401, "invalid_credentials");
+        server
+            .client()
+            .login(user, "wrong-password")
+            .await
+            .assert_error(401, "invalid_credentials");
     }
     let mut c = server.client();
     let res = c.login_ok("ann", "imported-argon-pw").await;
-    assert_eq!(res.json()["user"]["roles"], serde_json::json!(["reader", "writer"]));
+    assert_eq!(
+        res.json()["user"]["roles"],
+        serde_json::json!(["reader", "writer"])
+    );
 
     // A line with an unsupported hash is refused.
     std::fs::write(&file, "cat:plaintext-password\n").unwrap();
-    let out = server.cli(&["user", "import", file.to_str().unwrap()], None).await;
-    assert!(!out.status.success(), "plain-text password imported: {out:?}");
-    server.client().login("cat", "plaintext-password").await.assert_error(401, "invalid_credentials");
+    let out = server
+        .cli(&["user", "import", file.to_str().unwrap()], None)
+        .await;
+    assert!(
+        !out.status.success(),
+        "plain-text password imported: {out:?}"
+    );
+    server
+        .client()
+        .login("cat", "plaintext-password")
+        .await
+        .assert_error(401, "invalid_credentials");
 }
 
 #[tokio::test]
 async fn demo_restart_reuses_the_same_data() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Server::builder(BIN).data_dir(dir.path().join("data")).start().await;
+    let first = Server::builder(BIN)
+        .data_dir(dir.path().join("data"))
+        .start()
+        .await;
     let pw = first.demo_password().to_owned();
     let c = first.demo_client().await;
     let user_id = c.claims().unwrap()["sub"].clone();
     let kid = c.kid().unwrap();
     first.stop().await;
 
-    let second = Server::builder(BIN).data_dir(dir.path().join("data")).start().await;
-    assert_eq!(second.demo_password(), pw, "a second start printed another demo password");
+    let second = Server::builder(BIN)
+        .data_dir(dir.path().join("data"))
+        .start()
+        .await;
+    assert_eq!(
+        second.demo_password(),
+        pw,
+        "a second start printed another demo password"
+    );
     let c = second.demo_client().await;
-    assert_eq!(c.claims().unwrap()["sub"], user_id, "the demo user was made again");
+    assert_eq!(
+        c.claims().unwrap()["sub"],
+        user_id,
+        "the demo user was made again"
+    );
     assert_eq!(c.kid().unwrap(), kid, "signing keys were not kept");
 }
 
@@ -349,8 +544,16 @@ async fn two_nodes_share_sessions_and_revocations() {
     let data = dir.path().join("data");
     let origin = "https://app.tessera.test";
     let config = format!("public_origin = \"{origin}\"");
-    let a = Server::builder(BIN).data_dir(&data).config(&config).start().await;
-    let b = Server::builder(BIN).data_dir(&data).config(&config).start().await;
+    let a = Server::builder(BIN)
+        .data_dir(&data)
+        .config(&config)
+        .start()
+        .await;
+    let b = Server::builder(BIN)
+        .data_dir(&data)
+        .config(&config)
+        .start()
+        .await;
     assert_eq!(a.demo_password(), b.demo_password());
 
     let mut on_a = a.client();
@@ -361,7 +564,12 @@ async fn two_nodes_share_sessions_and_revocations() {
     let mut on_b = on_b;
     on_b.set_origin(origin);
     assert_eq!(status(&on_b, "/auth/session").await, 200);
-    let res = on_b.post("/api/notes").with_csrf().json(&serde_json::json!({"text": "via b"})).send().await;
+    let res = on_b
+        .post("/api/notes")
+        .with_csrf()
+        .json(&serde_json::json!({"text": "via b"}))
+        .send()
+        .await;
     assert_eq!(res.status, 201, "{}", res.text());
 
     // Logout on A: B refuses the session within moments.
@@ -373,7 +581,10 @@ async fn two_nodes_share_sessions_and_revocations() {
         async move { status(&kept, "/api/notes").await == 401 }
     })
     .await;
-    assert!(revoked, "node B still accepts a session logged out on node A after {took:?}");
+    assert!(
+        revoked,
+        "node B still accepts a session logged out on node A after {took:?}"
+    );
 
     // Refresh rotated on B, reuse detected on A.
     let mut tab = b.client();
@@ -384,17 +595,28 @@ async fn two_nodes_share_sessions_and_revocations() {
     stolen.set_origin(origin);
     assert_eq!(tab.refresh().await.status, 200);
     tokio::time::sleep(Duration::from_secs(6)).await; // past the 5 s grace
-    stolen.refresh().await.assert_error(401, "refresh_token_reused");
+    stolen
+        .refresh()
+        .await
+        .assert_error(401, "refresh_token_reused");
     let (revoked, took) = eventually(Duration::from_secs(3), Duration::from_millis(100), || {
         let tab = tab.clone();
         async move { status(&tab, "/api/notes").await == 401 }
     })
     .await;
-    assert!(revoked, "node B still accepts the session {took:?} after reuse was detected on node A");
+    assert!(
+        revoked,
+        "node B still accepts the session {took:?} after reuse was detected on node A"
+    );
 }
 
 async fn jwks_kids(server: &Server) -> Vec<String> {
-    let jwks = server.client().get("/.well-known/jwks.json").send().await.json();
+    let jwks = server
+        .client()
+        .get("/.well-known/jwks.json")
+        .send()
+        .await
+        .json();
     jwks["keys"]
         .as_array()
         .unwrap()
@@ -421,13 +643,21 @@ async fn scheduled_rotation_prepublishes_the_next_key_and_keeps_the_old_one() {
         if let Some(k) = jwks_kids(&server).await.into_iter().find(|k| *k != old_kid) {
             break k;
         }
-        assert!(start.elapsed() < Duration::from_secs(45), "no next key published after {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(45),
+            "no next key published after {:?}",
+            start.elapsed()
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     // …before it signs anything.
     let res = c.refresh().await;
     assert_eq!(res.status, 200, "{}", res.text());
-    assert_eq!(c.kid().unwrap(), old_kid, "a key signed tokens as soon as it was published");
+    assert_eq!(
+        c.kid().unwrap(),
+        old_kid,
+        "a key signed tokens as soon as it was published"
+    );
 
     // Within ~30 s more it signs; the retired key stays published, its tokens valid.
     loop {
@@ -435,14 +665,27 @@ async fn scheduled_rotation_prepublishes_the_next_key_and_keeps_the_old_one() {
         assert_eq!(res.status, 200, "{}", res.text());
         let kid = c.kid().unwrap();
         if kid != old_kid {
-            assert_eq!(kid, next_kid, "tokens signed by a key that was never pre-published");
+            assert_eq!(
+                kid, next_kid,
+                "tokens signed by a key that was never pre-published"
+            );
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(90), "the next key never started signing");
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the next key never started signing"
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     assert_eq!(status(&c, "/api/notes").await, 200);
     let kids = jwks_kids(&server).await;
-    assert!(kids.contains(&old_kid), "retired key dropped while its tokens are valid: {kids:?}");
-    assert_eq!(status(&first, "/api/notes").await, 200, "a token of the retired key was refused");
+    assert!(
+        kids.contains(&old_kid),
+        "retired key dropped while its tokens are valid: {kids:?}"
+    );
+    assert_eq!(
+        status(&first, "/api/notes").await,
+        200,
+        "a token of the retired key was refused"
+    );
 }

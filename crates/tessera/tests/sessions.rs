@@ -25,14 +25,23 @@ async fn logout_clears_every_cookie_and_revokes_at_once() {
     assert_eq!(res.status, 204, "{}", res.text());
     assert!(res.body.is_empty());
     for name in ALL {
-        let sc = res.set_cookie(name).unwrap_or_else(|| panic!("{name} not cleared"));
+        let sc = res
+            .set_cookie(name)
+            .unwrap_or_else(|| panic!("{name} not cleared"));
         assert_eq!(sc.max_age, Some(0), "{}", sc.raw);
-        assert!(sc.value.is_empty(), "cleared cookie keeps a value: {}", sc.raw);
+        assert!(
+            sc.value.is_empty(),
+            "cleared cookie keeps a value: {}",
+            sc.raw
+        );
         // A browser only replaces the cookie if Path (and prefix rules) match.
         assert!(sc.secure, "{}", sc.raw);
         assert!(sc.prefix_violation().is_none(), "{}", sc.raw);
     }
-    assert_eq!(res.set_cookie(REFRESH).unwrap().path.as_deref(), Some("/auth"));
+    assert_eq!(
+        res.set_cookie(REFRESH).unwrap().path.as_deref(),
+        Some("/auth")
+    );
     for name in [CLAIMS, SIG, CSRF] {
         assert_eq!(res.set_cookie(name).unwrap().path.as_deref(), Some("/"));
     }
@@ -40,9 +49,15 @@ async fn logout_clears_every_cookie_and_revokes_at_once() {
 
     // The cookies kept aside are dead at once: access, session and refresh.
     let mut old = kept.clone();
-    old.get("/api/notes").send().await.assert_error(401, "unauthenticated");
+    old.get("/api/notes")
+        .send()
+        .await
+        .assert_error(401, "unauthenticated");
     let mut old = kept.clone();
-    old.get("/auth/session").send().await.assert_error(401, "unauthenticated");
+    old.get("/auth/session")
+        .send()
+        .await
+        .assert_error(401, "unauthenticated");
     let mut old = kept.clone();
     let res = old.refresh().await;
     assert_eq!(res.status, 401, "refresh after logout: {}", res.text());
@@ -58,7 +73,11 @@ async fn logout_needs_the_csrf_token_when_a_session_exists() {
 
     let res = c.post("/auth/logout").same_origin().send().await;
     res.assert_error(403, "csrf_failed");
-    let res = c.post("/auth/logout").header("sec-fetch-site", "cross-site").send().await;
+    let res = c
+        .post("/auth/logout")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await;
     res.assert_error(403, "csrf_failed");
     let res = c.post("/auth/logout-all").same_origin().send().await;
     res.assert_error(403, "csrf_failed");
@@ -76,7 +95,10 @@ async fn logout_all_ends_every_session_of_the_user() {
     let mut b = server.demo_client().await;
     // Someone else's session survives.
     server
-        .cli(&["user", "add", "carol", "--password-stdin"], Some("carolpassword1\n"))
+        .cli(
+            &["user", "add", "carol", "--password-stdin"],
+            Some("carolpassword1\n"),
+        )
         .await
         .assert_success();
     let mut carol = server.client();
@@ -91,12 +113,26 @@ async fn logout_all_ends_every_session_of_the_user() {
     for (name, kept) in [("a", kept_a), ("b", kept_b)] {
         let mut old = kept.clone();
         let res = old.get("/api/notes").send().await;
-        assert_eq!(res.status, 401, "session {name} after logout-all: {}", res.text());
+        assert_eq!(
+            res.status,
+            401,
+            "session {name} after logout-all: {}",
+            res.text()
+        );
         let mut old = kept.clone();
         let res = old.refresh().await;
-        assert_eq!(res.status, 401, "refresh of session {name} after logout-all: {}", res.text());
+        assert_eq!(
+            res.status,
+            401,
+            "refresh of session {name} after logout-all: {}",
+            res.text()
+        );
     }
-    assert_eq!(authenticated(&mut carol).await, 200, "another user's session was ended");
+    assert_eq!(
+        authenticated(&mut carol).await,
+        200,
+        "another user's session was ended"
+    );
     // A fresh login works again.
     let mut again = server.demo_client().await;
     assert_eq!(authenticated(&mut again).await, 200);
@@ -111,7 +147,10 @@ async fn refresh_rotates_the_tokens() {
 
     // The refresh cookie goes only to /auth.
     let header = c.jar.cookie_header("/api/notes").unwrap();
-    assert!(!header.contains(REFRESH), "refresh cookie sent outside /auth: {header}");
+    assert!(
+        !header.contains(REFRESH),
+        "refresh cookie sent outside /auth: {header}"
+    );
 
     // Without the CSRF header → 403; from a foreign site → 403.
     let res = c.post("/auth/refresh").same_origin().send().await;
@@ -133,7 +172,11 @@ async fn refresh_rotates_the_tokens() {
         .send()
         .await;
     res.assert_error(403, "csrf_failed");
-    assert_eq!(c.refresh_token().unwrap(), old_refresh, "a refused refresh rotated the token");
+    assert_eq!(
+        c.refresh_token().unwrap(),
+        old_refresh,
+        "a refused refresh rotated the token"
+    );
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let res = c.refresh().await;
@@ -141,7 +184,10 @@ async fn refresh_rotates_the_tokens() {
     assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
     let body = res.json();
     assert_eq!(body["user"]["username"], "demo");
-    assert_eq!(body["session"]["id"], old_claims["sid"], "refresh keeps the session");
+    assert_eq!(
+        body["session"]["id"], old_claims["sid"],
+        "refresh keeps the session"
+    );
     for name in [CLAIMS, SIG, REFRESH, CSRF] {
         assert!(res.set_cookie(name).is_some(), "{name} not re-issued");
     }
@@ -154,11 +200,25 @@ async fn refresh_rotates_the_tokens() {
 
     // The new credentials work, for reads and for writes.
     assert_eq!(authenticated(&mut c).await, 200);
-    let res = c.post("/api/notes").with_csrf().json(&json!({"text": "after refresh"})).send().await;
+    let res = c
+        .post("/api/notes")
+        .with_csrf()
+        .json(&json!({"text": "after refresh"}))
+        .send()
+        .await;
     assert_eq!(res.status, 201, "{}", res.text());
     // The new access token also works as a bearer token.
     let token = c.access_token().unwrap();
-    assert_eq!(server.client().get("/api/notes").bearer(&token).send().await.status, 200);
+    assert_eq!(
+        server
+            .client()
+            .get("/api/notes")
+            .bearer(&token)
+            .send()
+            .await
+            .status,
+        200
+    );
 
     // And it keeps rotating.
     let res = c.refresh().await;
@@ -168,7 +228,10 @@ async fn refresh_rotates_the_tokens() {
 
 #[tokio::test]
 async fn refresh_token_reuse_after_the_grace_revokes_the_session() {
-    let server = Server::builder(BIN).config("[tokens]\nrefresh_grace = \"0s\"").start().await;
+    let server = Server::builder(BIN)
+        .config("[tokens]\nrefresh_grace = \"0s\"")
+        .start()
+        .await;
     let mut c = server.demo_client().await;
     let stolen = c.clone();
 
@@ -185,10 +248,24 @@ async fn refresh_token_reuse_after_the_grace_revokes_the_session() {
     let res = c.get("/api/notes").send().await;
     res.assert_error(401, "unauthenticated");
     let token = c.access_token().unwrap();
-    assert_eq!(server.client().get("/api/notes").bearer(&token).send().await.status, 401);
+    assert_eq!(
+        server
+            .client()
+            .get("/api/notes")
+            .bearer(&token)
+            .send()
+            .await
+            .status,
+        401
+    );
     // …and so is the successor refresh token.
     let res = c.refresh().await;
-    assert_eq!(res.status, 401, "successor refresh token after reuse: {}", res.text());
+    assert_eq!(
+        res.status,
+        401,
+        "successor refresh token after reuse: {}",
+        res.text()
+    );
     // The thief's old access token too.
     let mut thief = stolen.clone();
     assert_eq!(authenticated(&mut thief).await, 401);
@@ -205,8 +282,17 @@ async fn refresh_race_within_the_grace_gets_the_same_successor() {
     let successor = tab1.refresh_token().unwrap();
 
     let res = tab2.refresh().await;
-    assert_eq!(res.status, 200, "second refresh within the grace: {}", res.text());
-    assert_eq!(tab2.refresh_token().unwrap(), successor, "same old token → same successor");
+    assert_eq!(
+        res.status,
+        200,
+        "second refresh within the grace: {}",
+        res.text()
+    );
+    assert_eq!(
+        tab2.refresh_token().unwrap(),
+        successor,
+        "same old token → same successor"
+    );
     assert_eq!(authenticated(&mut tab1).await, 200);
     assert_eq!(authenticated(&mut tab2).await, 200);
     // The session goes on from the successor.
@@ -230,10 +316,24 @@ async fn expired_access_tokens_are_refused_and_refresh_revives() {
     let res = c.get("/api/notes").send().await;
     res.assert_error(401, "unauthenticated");
     let token = c.access_token().unwrap();
-    assert_eq!(server.client().get("/api/notes").bearer(&token).send().await.status, 401);
+    assert_eq!(
+        server
+            .client()
+            .get("/api/notes")
+            .bearer(&token)
+            .send()
+            .await
+            .status,
+        401
+    );
 
     let res = c.refresh().await;
-    assert_eq!(res.status, 200, "refresh after access expiry: {}", res.text());
+    assert_eq!(
+        res.status,
+        200,
+        "refresh after access expiry: {}",
+        res.text()
+    );
     assert_eq!(authenticated(&mut c).await, 200);
     // The expired token stays expired.
     let mut old = kept.clone();
@@ -255,8 +355,17 @@ async fn grace_covers_only_the_immediate_predecessor() {
 
     let mut replay = t0.clone();
     let res = replay.refresh().await;
-    assert_ne!(res.status, 200, "a token two rotations old was accepted within the grace: {}", res.text());
-    assert_ne!(replay.refresh_token().as_deref(), Some(t1.as_str()), "an already-rotated successor was handed out again");
+    assert_ne!(
+        res.status,
+        200,
+        "a token two rotations old was accepted within the grace: {}",
+        res.text()
+    );
+    assert_ne!(
+        replay.refresh_token().as_deref(),
+        Some(t1.as_str()),
+        "an already-rotated successor was handed out again"
+    );
 }
 
 #[tokio::test]
@@ -267,12 +376,19 @@ async fn sessions_end_at_session_max() {
         .await;
     let mut c = server.demo_client().await;
     let refresh = c.jar.get(REFRESH).unwrap().clone();
-    assert!(refresh.max_age.is_some_and(|m| (1..=4).contains(&m)), "refresh cookie outlives the session: {}", refresh.raw);
+    assert!(
+        refresh.max_age.is_some_and(|m| (1..=4).contains(&m)),
+        "refresh cookie outlives the session: {}",
+        refresh.raw
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let res = c.refresh().await;
     assert_eq!(res.status, 200, "{}", res.text());
     let max_age = res.set_cookie(REFRESH).unwrap().max_age.unwrap();
-    assert!(max_age <= 3, "refresh cookie Max-Age {max_age} beyond the session's end");
+    assert!(
+        max_age <= 3,
+        "refresh cookie Max-Age {max_age} beyond the session's end"
+    );
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let res = c.refresh().await;
     assert_eq!(res.status, 401, "refresh after session_max: {}", res.text());
@@ -292,10 +408,20 @@ async fn idle_refresh_tokens_die_after_refresh_ttl() {
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let res = active.refresh().await;
-        assert_eq!(res.status, 200, "refresh within the idle window: {}", res.text());
+        assert_eq!(
+            res.status,
+            200,
+            "refresh within the idle window: {}",
+            res.text()
+        );
     }
     assert_eq!(authenticated(&mut active).await, 200);
     // Left idle for 4.4 s > refresh_ttl: refused.
     let res = idle.refresh().await;
-    assert_eq!(res.status, 401, "refresh token idle past refresh_ttl: {}", res.text());
+    assert_eq!(
+        res.status,
+        401,
+        "refresh token idle past refresh_ttl: {}",
+        res.text()
+    );
 }
