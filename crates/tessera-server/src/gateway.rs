@@ -151,6 +151,10 @@ fn upstream_request_headers(
         header::HOST,
         HeaderName::from_static("dpop"),
         HeaderName::from_static("x-csrf-token"),
+        // Method overrides would let a GET (no CSRF check) act as a DELETE upstream.
+        HeaderName::from_static("x-http-method-override"),
+        HeaderName::from_static("x-http-method"),
+        HeaderName::from_static("x-method-override"),
     ] {
         h.remove(n);
     }

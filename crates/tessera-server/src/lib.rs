@@ -37,13 +37,102 @@ use axum::Router;
 
 pub use state::{AppState, StateParts};
 
-/// Security headers on every response; HSTS when served over TLS.
+/// The longest request target (path and query) accepted; longer gets 414.
+pub const MAX_URI_BYTES: usize = 8192;
+
+/// Request framing and size checks that come before routing: 414 for long targets, 431
+/// for too many header bytes, 400 for `Content-Length` with `Transfer-Encoding` (request
+/// smuggling) or CR/LF in header values.
+fn check_request_shape(state: &AppState, req: &Request) -> Result<(), error::AppError> {
+    use axum::http::StatusCode;
+    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
+        return Err(error::AppError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            "request target too long",
+        ));
+    }
+    let h = req.headers();
+    let total: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if total > state.config.limits.max_header_bytes || h.len() > state.config.limits.max_headers {
+        return Err(error::AppError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "request headers too large",
+        ));
+    }
+    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        return Err(error::AppError::invalid_request(
+            "Content-Length with Transfer-Encoding",
+        ));
+    }
+    if h.values()
+        .any(|v| v.as_bytes().iter().any(|b| *b == b'\r' || *b == b'\n'))
+    {
+        return Err(error::AppError::invalid_request(
+            "line break in a header value",
+        ));
+    }
+    Ok(())
+}
+
+/// Credentialed CORS for the configured extra origins only (never `*`, never `null`).
+fn cors_origin(state: &AppState, req: &Request) -> Option<HeaderValue> {
+    let origin = req.headers().get(header::ORIGIN)?;
+    let allowed = origin
+        .to_str()
+        .is_ok_and(|o| state.config.cors.allowed_origins.iter().any(|a| a == o));
+    allowed.then(|| origin.clone())
+}
+
+fn add_cors(h: &mut axum::http::HeaderMap, origin: HeaderValue) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+/// Before routing: request-shape checks and CORS preflights. After: security headers on
+/// every response (HSTS when served over TLS) and CORS headers for allowed origins.
 async fn security_headers(
     State(state): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let mut res = next.run(req).await;
+    use axum::response::IntoResponse;
+    let cors = cors_origin(&state, &req);
+    let preflight = req.method() == axum::http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut res = if let Err(e) = check_request_shape(&state, &req) {
+        e.into_response()
+    } else if let (Some(origin), true) = (cors.clone(), preflight) {
+        let mut res = axum::http::StatusCode::NO_CONTENT.into_response();
+        let h = res.headers_mut();
+        add_cors(h, origin);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type, x-csrf-token, authorization, dpop"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        res
+    } else {
+        let mut res = next.run(req).await;
+        if let Some(origin) = cors {
+            add_cors(res.headers_mut(), origin);
+        }
+        res
+    };
     state.metrics.count_status(res.status().as_u16());
     let h = res.headers_mut();
     h.insert(

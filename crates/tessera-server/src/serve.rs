@@ -18,7 +18,11 @@ use tower::ServiceExt;
 
 use crate::audit::PeerAddr;
 use crate::config::LimitsConfig;
+use crate::MAX_URI_BYTES;
 
+/// hyper's own read buffer is larger than the configured limits so that requests just
+/// over them reach tessera and get a JSON 414/431 rather than hyper's bare answer; hyper
+/// still cuts off anything beyond the buffer.
 /// Serves `app` on `listener` until `shutdown` resolves, then waits up to
 /// `limits.shutdown_grace` for open requests.
 pub async fn run(
@@ -36,12 +40,19 @@ pub async fn run(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_buf_size(
+            limits
+                .max_header_bytes
+                .saturating_add(MAX_URI_BYTES * 2)
+                .max(65536),
+        )
         .max_headers(limits.max_headers);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(
+            u32::try_from(limits.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+        )
         .max_concurrent_streams(256)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));

@@ -101,15 +101,9 @@ pub fn from_table(table: Table) -> Result<Config, ConfigError> {
     let config: Config = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        // For unknown fields the path is the parent table; name the field itself.
+        // The path names the offending key (for unknown fields, the field itself).
         let key = match inner.split('`').nth(1) {
-            Some(field) if inner.starts_with("unknown field") => {
-                if path == "." || path.is_empty() {
-                    field.to_owned()
-                } else {
-                    format!("{path}.{field}")
-                }
-            }
+            Some(field) if path == "." || path.is_empty() => field.to_owned(),
             _ => path,
         };
         err(key, inner)
