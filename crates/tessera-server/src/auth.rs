@@ -32,6 +32,8 @@ pub enum Via {
     Cookie,
     /// `Authorization: Bearer`.
     Bearer,
+    /// `Authorization: DPoP` with a proof by the bound key.
+    Dpop,
 }
 
 /// A verified caller.
@@ -124,6 +126,45 @@ pub fn verify_bearer(state: &AppState, token: &str) -> Result<Arc<AccessClaims>,
     Ok(claims)
 }
 
+/// Verifies a DPoP-bound access token and the proof that must come with it: the proof's
+/// key must be the one the token is bound to (`cnf.jkt`), for this method and URL, carry
+/// the token's hash, and be fresh and unseen.
+pub fn verify_dpop(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    token: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<AccessClaims>, AppError> {
+    let ring = state.keys.load();
+    let claims = TokenParts::from_compact(token)
+        .and_then(|parts| {
+            ring.verify_parts_cached(
+                parts,
+                &state.verifier,
+                &state.denylist,
+                state.clock.now(),
+                &state.verify_cache,
+            )
+        })
+        .map_err(|e| refused(state, e))?
+        .into_shared_claims();
+    let Some(bound) = claims.cnf.as_ref().map(|c| c.jkt.as_str()) else {
+        // An unbound token does not become bound by sending it as DPoP.
+        return Err(refused(state, TokenError::BindingMismatch));
+    };
+    let jkt =
+        crate::dpop::check_proof(state, headers, method, path, Some(token))?.ok_or_else(|| {
+            AppError::unauthenticated().challenge("DPoP error=\"invalid_dpop_proof\"")
+        })?;
+    if jkt != bound {
+        return Err(refused(state, TokenError::BindingMismatch)
+            .challenge("DPoP error=\"invalid_dpop_proof\""));
+    }
+    inc(&state.metrics.verify_ok);
+    Ok(claims)
+}
+
 /// Verifies the access-token cookies of the configured mode.
 pub fn verify_cookies(
     state: &AppState,
@@ -166,10 +207,12 @@ pub fn verify_cookies(
 }
 
 /// Authenticates a request for `method` (which may differ from the request's own method
-/// for forward-auth) and applies the CSRF rules to cookie credentials.
+/// for forward-auth) on `path` (for DPoP's `htu`) and applies the CSRF rules to cookie
+/// credentials.
 pub fn authenticate(
     state: &AppState,
     method: &Method,
+    path: &str,
     headers: &HeaderMap,
 ) -> Result<Identity, AppError> {
     let mut auth = headers.get_all(header::AUTHORIZATION).iter();
@@ -183,6 +226,13 @@ pub fn authenticate(
             .to_str()
             .map_err(|_| AppError::invalid_request("malformed Authorization header"))?;
         let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if scheme.eq_ignore_ascii_case("dpop") {
+            let claims = verify_dpop(state, method, path, token.trim(), headers)?;
+            return Ok(Identity {
+                claims,
+                via: Via::Dpop,
+            });
+        }
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AppError::unauthenticated().challenge("Bearer"));
         }

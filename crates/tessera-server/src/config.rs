@@ -53,6 +53,55 @@ pub struct Config {
     pub log: LogConfig,
     /// Cluster synchronisation (revocations and keys).
     pub sync: SyncConfig,
+    /// DPoP proofs (RFC 9449).
+    pub dpop: DpopConfig,
+    /// Signed service requests (RFC 9421).
+    pub signatures: SignatureConfig,
+}
+
+/// DPoP proof checking.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpopConfig {
+    /// Oldest accepted proof (`iat`), and how long its `jti` is remembered. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// How far in the future a proof's `iat` may be (client clock skew). Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub max_skew: Duration,
+    /// Most proof ids remembered at once; when full, new proofs are refused (fail
+    /// closed). Default 1000000.
+    pub replay_capacity: usize,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        DpopConfig {
+            max_age: Duration::from_secs(60),
+            max_skew: Duration::from_secs(5),
+            replay_capacity: 1_000_000,
+        }
+    }
+}
+
+/// HTTP message signature checking.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignatureConfig {
+    /// Accepted distance between `created` and now, either way. Default 300 s.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Most nonces remembered at once (fail closed when full). Default 1000000.
+    pub replay_capacity: usize,
+}
+
+impl Default for SignatureConfig {
+    fn default() -> Self {
+        SignatureConfig {
+            window: Duration::from_secs(300),
+            replay_capacity: 1_000_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -75,6 +124,8 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             log: LogConfig::default(),
             sync: SyncConfig::default(),
+            dpop: DpopConfig::default(),
+            signatures: SignatureConfig::default(),
         }
     }
 }
@@ -493,6 +544,21 @@ impl Config {
         }
         if p.queue == 0 {
             return Err(bad("passwords.queue", "must be at least 1"));
+        }
+        if self.dpop.max_age.is_zero() || self.dpop.max_age > Duration::from_secs(600) {
+            return Err(bad("dpop.max_age", "must be between 1s and 10m"));
+        }
+        if self.dpop.max_skew > Duration::from_secs(60) {
+            return Err(bad("dpop.max_skew", "must be at most 60s"));
+        }
+        if self.signatures.window.is_zero() || self.signatures.window > Duration::from_secs(3600) {
+            return Err(bad("signatures.window", "must be between 1s and 1h"));
+        }
+        if self.dpop.replay_capacity == 0 || self.signatures.replay_capacity == 0 {
+            return Err(bad(
+                "dpop.replay_capacity",
+                "replay caches need room for at least one entry",
+            ));
         }
         if self.rate_limit.per_username_per_minute == 0 || self.rate_limit.per_ip_per_minute == 0 {
             return Err(bad("rate_limit", "limits must be at least 1"));

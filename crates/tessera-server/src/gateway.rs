@@ -130,11 +130,22 @@ fn is_spoofable_identity(name: &str) -> bool {
         || name == "remote-user"
 }
 
+/// Who the upstream is told made the request.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// A public path: no identity headers.
+    Anonymous,
+    /// A user with a verified token.
+    User(&'a Identity),
+    /// A service client with a verified request signature.
+    Client(&'a str),
+}
+
 fn upstream_request_headers(
     state: &AppState,
     src: &HeaderMap,
     peer: Option<PeerAddr>,
-    identity: Option<&Identity>,
+    caller: Caller<'_>,
 ) -> HeaderMap {
     let mut h = src.clone();
     remove_hop_by_hop(&mut h);
@@ -197,11 +208,22 @@ fn upstream_request_headers(
     if let (Some(host), false) = (src.get(header::HOST), h.contains_key("x-forwarded-host")) {
         h.insert("x-forwarded-host", host.clone());
     }
-    if let Some(identity) = identity {
-        for (name, value) in identity_headers(identity) {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.insert(name, v);
+    match caller {
+        Caller::Anonymous => {}
+        Caller::User(identity) => {
+            for (name, value) in identity_headers(identity) {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    h.insert(name, v);
+                }
             }
+        }
+        Caller::Client(name) => {
+            if let Ok(v) = HeaderValue::from_str(name) {
+                h.insert("x-tessera-client", v);
+            }
+            // The signature was for tessera; the upstream gets the verified name instead.
+            h.remove("signature");
+            h.remove("signature-input");
         }
     }
     h
@@ -246,7 +268,7 @@ pub async fn proxy(
     state: &AppState,
     upstream: &Upstream,
     req: Request,
-    identity: Option<&Identity>,
+    caller: Caller<'_>,
 ) -> Result<Response, AppError> {
     let (parts, body) = req.into_parts();
     let limit = state.config.limits.max_body_bytes;
@@ -266,7 +288,7 @@ pub async fn proxy(
         .build()
         .map_err(|_| AppError::invalid_request("bad request target"))?;
     let peer = parts.extensions.get::<PeerAddr>().copied();
-    let headers = upstream_request_headers(state, &parts.headers, peer, identity);
+    let headers = upstream_request_headers(state, &parts.headers, peer, caller);
     let body = Body::new(http_body_util::Limited::new(body, limit));
     let mut out = axum::http::Request::builder().method(parts.method).uri(uri);
     if let Some(h) = out.headers_mut() {
@@ -349,10 +371,85 @@ async fn route_upstream(
         return Err(AppError::not_found());
     };
     if is_public(&state.config, path) {
-        return proxy(&state, &upstream, req, None).await;
+        return proxy(&state, &upstream, req, Caller::Anonymous).await;
     }
-    let identity = auth::authenticate(&state, req.method(), req.headers())?;
-    proxy(&state, &upstream, req, Some(&identity)).await
+    let h = req.headers();
+    if !h.contains_key(header::AUTHORIZATION) && h.contains_key("signature-input") {
+        return signed_request(&state, &upstream, req).await;
+    }
+    let identity = auth::authenticate(&state, req.method(), path, req.headers())?;
+    proxy(&state, &upstream, req, Caller::User(&identity)).await
+}
+
+fn one_header<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AppError> {
+    let mut it = h.get_all(name).iter();
+    let first = it.next();
+    if it.next().is_some() {
+        return Err(AppError::invalid_request("repeated signature header"));
+    }
+    first
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| AppError::invalid_request("malformed header"))
+        })
+        .transpose()
+}
+
+fn signature_refused(why: impl std::fmt::Display) -> AppError {
+    tracing::debug!(reason = %why, "request signature refused");
+    AppError::unauthenticated().challenge("Signature")
+}
+
+/// A request signed by a service client (RFC 9421, `hmac-sha256`): the body is read (within
+/// the body limit) to check its `Content-Digest`, the signature and time window are
+/// checked against the client's secret, the nonce must be new, and the request is
+/// forwarded with `X-Tessera-Client`.
+async fn signed_request(
+    state: &AppState,
+    upstream: &Upstream,
+    req: Request,
+) -> Result<Response, AppError> {
+    use tessera_core::httpsig;
+    let (parts, body) = req.into_parts();
+    let body = crate::routes::read_body(body, state.config.limits.max_body_bytes).await?;
+    let h = &parts.headers;
+    let target_uri = format!(
+        "{}{}",
+        state.public_origin,
+        parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
+    );
+    let signed = httpsig::SignedRequest {
+        method: parts.method.as_str(),
+        target_uri: &target_uri,
+        content_digest: one_header(h, "content-digest")?,
+        content_type: one_header(h, "content-type")?,
+        content_length: one_header(h, "content-length")?,
+        has_body: !body.is_empty(),
+        signature_input: one_header(h, "signature-input")?.unwrap_or_default(),
+        signature: one_header(h, "signature")?
+            .ok_or_else(|| signature_refused("no Signature header"))?,
+    };
+    let keyid = httpsig::parse(&signed)
+        .map_err(signature_refused)?
+        .params
+        .keyid;
+    let client = crate::clients::lookup(state, &keyid).await;
+    let window = state.config.signatures.window.as_secs();
+    httpsig::verify_request(
+        &signed,
+        &body,
+        |_| client.as_ref().map(|c| c.secret.clone()),
+        &state.sig_replay,
+        state.clock.now(),
+        window,
+    )
+    .map_err(signature_refused)?;
+    let Some(client) = client else {
+        return Err(signature_refused("unknown key id"));
+    };
+    inc(&state.metrics.verify_ok);
+    let req = Request::from_parts(parts, Body::from(body));
+    proxy(state, upstream, req, Caller::Client(&client.name)).await
 }
 
 /// `OPTIONS` and unknown methods on tessera's own JSON routes.

@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod cookies;
 pub mod demo;

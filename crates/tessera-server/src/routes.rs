@@ -383,7 +383,8 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResul
 
 /// `GET /auth/session`.
 pub async fn session(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
-    let Identity { claims, .. } = auth::authenticate(&state, req.method(), req.headers())?;
+    let Identity { claims, .. } =
+        auth::authenticate(&state, req.method(), req.uri().path(), req.headers())?;
     let sid = claims.session_id().ok_or_else(AppError::unauthenticated)?;
     let expires_at = match state.store.session(sid).await {
         Ok(Some(s)) => Some(s.expires_at.0),
@@ -540,7 +541,7 @@ pub async fn revoke_user(state: &AppState, user: UserId) -> Result<usize, AppErr
 /// `POST /auth/logout-all`: ends every session of the caller.
 pub async fn logout_all(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let origin = audit::origin(&state, peer(&req), req.headers());
-    let identity = auth::authenticate(&state, req.method(), req.headers())?;
+    let identity = auth::authenticate(&state, req.method(), req.uri().path(), req.headers())?;
     let user = identity
         .claims
         .user_id()
@@ -585,7 +586,8 @@ pub async fn verify(State(state): State<Arc<AppState>>, req: Request) -> AppResu
         })
         .transpose()?
         .unwrap_or(Method::GET);
-    let identity = auth::authenticate(&state, &method, headers)?;
+    let path = forwarded_path(&state, &req);
+    let identity = auth::authenticate(&state, &method, &path, headers)?;
     let mut res = StatusCode::OK.into_response();
     for (name, value) in identity_headers(&identity) {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -594,6 +596,22 @@ pub async fn verify(State(state): State<Arc<AppState>>, req: Request) -> AppResu
     }
     no_store(&mut res);
     Ok(res)
+}
+
+/// The original request path for forward-auth, from `X-Forwarded-Uri` / `X-Original-URI`
+/// when the peer is a trusted proxy (needed for DPoP's `htu`); otherwise this request's.
+fn forwarded_path(state: &AppState, req: &Request) -> String {
+    let trusted = peer(req).is_some_and(|p| state.config.trusted_proxies.contains(&p.0.ip()));
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-uri")
+        .or_else(|| req.headers().get("x-original-uri"))
+        .and_then(|v| v.to_str().ok())
+        .map(|u| u.split(['?', '#']).next().unwrap_or("/").to_owned());
+    match (trusted, forwarded) {
+        (true, Some(p)) if p.starts_with('/') => p,
+        _ => req.uri().path().to_owned(),
+    }
 }
 
 /// `GET /.well-known/jwks.json`.

@@ -48,6 +48,14 @@ pub struct AppState {
     pub demo_assets: bool,
     /// Served over TLS (adds HSTS).
     pub tls: bool,
+    /// DPoP proof ids seen (replay defence).
+    pub dpop_replay: tessera_core::replay::ReplayCache,
+    /// Request-signature nonces seen (replay defence).
+    pub sig_replay: tessera_core::replay::ReplayCache,
+    /// Service clients by key id (secrets unsealed in memory).
+    pub clients: ArcSwap<crate::clients::ClientTable>,
+    /// When the client table was last reloaded (Unix seconds).
+    pub clients_loaded_at: std::sync::atomic::AtomicU64,
     /// Brute-force throttling.
     pub limiter: crate::ratelimit::RateLimiter,
     /// Counters.
@@ -156,6 +164,10 @@ impl AppState {
             upstream,
             demo_assets,
             tls,
+            dpop_replay: tessera_core::replay::ReplayCache::new(config.dpop.replay_capacity),
+            sig_replay: tessera_core::replay::ReplayCache::new(config.signatures.replay_capacity),
+            clients: ArcSwap::from_pointee(crate::clients::ClientTable::default()),
+            clients_loaded_at: std::sync::atomic::AtomicU64::new(0),
             limiter: crate::ratelimit::RateLimiter::new(
                 config.rate_limit.per_username_per_minute,
                 config.rate_limit.per_ip_per_minute,
@@ -166,6 +178,7 @@ impl AppState {
             config,
         });
         crate::sync::pull_revocations(&state).await?;
+        crate::clients::reload(&state).await?;
         Ok(state)
     }
 

@@ -96,6 +96,9 @@ pub fn spawn(state: Arc<AppState>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if let Err(e) = crate::clients::reload(&state).await {
+                tracing::debug!(error = %e, "client reload failed");
+            }
             if let Err(e) = refresh_keys(&state).await {
                 crate::metrics::inc(&state.metrics.store_errors);
                 tracing::warn!(error = %e, "key refresh failed; keeping the current keys");

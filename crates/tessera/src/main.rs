@@ -60,6 +60,13 @@ enum Command {
         #[command(flatten)]
         cfg: ConfigArg,
     },
+    /// Manage service clients that sign requests (RFC 9421, hmac-sha256).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
     /// Show recent audit events.
     Audit {
         #[command(subcommand)]
@@ -110,6 +117,17 @@ enum KeysCommand {
     List,
     /// Rotate now: a new key signs from now on; the old one verifies until its tokens expire.
     Rotate,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Add a client; prints its key id and secret once.
+    Add {
+        /// Its name (1–64 of A–Z a–z 0–9 . _ @ -), forwarded as X-Tessera-Client.
+        name: String,
+    },
+    /// List clients (never their secrets).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -185,6 +203,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve { cfg, listen, demo } => serve(cfg.config.as_deref(), listen, demo).await,
         Command::User { command, cfg } => user(command, cfg.config.as_deref()).await,
         Command::Keys { command, cfg } => keys_cmd(command, cfg.config.as_deref()).await,
+        Command::Client { command, cfg } => client_cmd(command, cfg.config.as_deref()).await,
         Command::Audit {
             command: AuditCommand::Tail { lines },
             cfg,
@@ -620,6 +639,40 @@ async fn keys_cmd(command: KeysCommand, file: Option<&Path>) -> Result<(), Failu
                 "rotated: new signing key {kid}; running nodes pick it up within {}s",
                 config.sync.key_poll.as_secs()
             );
+        }
+    }
+    Ok(())
+}
+
+async fn client_cmd(command: ClientCommand, file: Option<&Path>) -> Result<(), Failure> {
+    let (config, store) = open(file).await?;
+    match command {
+        ClientCommand::Add { name } => {
+            if !valid_name(&name) {
+                return Err(fail("client name: 1 to 64 of A-Z a-z 0-9 . _ @ -"));
+            }
+            let master = master_key(&config.data_dir)?;
+            match tessera_server::clients::add(store.as_ref(), &master, &name, SystemClock.now())
+                .await
+            {
+                Ok((client, secret)) => {
+                    println!("client: {name}");
+                    println!("key id: {}", client.key_id);
+                    println!("secret: {}", secret.as_str());
+                    println!("(the secret is the base64url of a 32-byte HMAC-SHA256 key; it is shown only now)");
+                }
+                Err(StoreError::Conflict) => {
+                    return Err(fail(format!("client {name:?} already exists")))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        ClientCommand::List => {
+            println!("{:<24} {:<18} STATUS", "NAME", "KEY ID");
+            for c in store.list_clients().await? {
+                let status = if c.disabled { "disabled" } else { "active" };
+                println!("{:<24} {:<18} {status}", c.name, c.key_id);
+            }
         }
     }
     Ok(())
