@@ -9,11 +9,22 @@ use tessera_store::{RevocationTarget, StoreError};
 use crate::keys;
 use crate::state::{key_schedule, AppState};
 
+/// How many feed ids before the cursor are read again on each pull.
+const FEED_OVERLAP: i64 = 200;
+
 /// Applies every new revocation-feed entry to the denylist.
 pub async fn pull_revocations(state: &AppState) -> Result<usize, StoreError> {
     let now = state.clock.now();
     let cursor = state.revocation_cursor.load(Ordering::Acquire);
-    let entries = state.store.revocations_since(cursor, now).await?;
+    // Feed ids are assigned at insert but become visible at commit, so on PostgreSQL a
+    // lower id can appear after a higher one was read. Re-reading a small overlap catches
+    // those; applying an entry twice is harmless.
+    let from = if cursor > FEED_OVERLAP {
+        cursor - FEED_OVERLAP
+    } else {
+        0
+    };
+    let entries = state.store.revocations_since(from, now).await?;
     let mut last = cursor;
     for r in &entries {
         match r.target {
@@ -67,9 +78,49 @@ fn set_degraded(state: &AppState, failing: bool) {
     }
 }
 
+/// Follows the store's push notifications (PostgreSQL `LISTEN/NOTIFY`), so a revocation
+/// or key made on any node is applied here within milliseconds; polling remains the
+/// safety net. Returns at once for stores without notifications.
+async fn follow_changes(state: Arc<AppState>) {
+    use tessera_store::Change;
+    loop {
+        let mut feed = match state.store.subscribe().await {
+            Ok(Some(feed)) => feed,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot listen for changes; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        tracing::info!("listening for cluster changes");
+        loop {
+            let change = match feed.next().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "change feed interrupted; reconnecting");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if matches!(change, Change::Revocations | Change::Resync) {
+                if let Err(e) = pull_revocations(&state).await {
+                    tracing::debug!(error = %e, "revocation pull failed");
+                }
+            }
+            if matches!(change, Change::Keys | Change::Resync) {
+                if let Err(e) = refresh_keys(&state).await {
+                    tracing::debug!(error = %e, "key refresh failed");
+                }
+            }
+        }
+    }
+}
+
 /// Starts the background loops: revocation feed (every `sync.revocation_poll`), keys
 /// (every `sync.key_poll`), and denylist purging.
 pub fn spawn(state: Arc<AppState>) {
+    tokio::spawn(follow_changes(Arc::clone(&state)));
     let s = Arc::clone(&state);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(s.config.sync.revocation_poll);

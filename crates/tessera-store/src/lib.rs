@@ -37,12 +37,38 @@ pub enum StoreError {
 /// The result type of store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A change another node made that this node should pick up at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// New revocation-feed entries.
+    Revocations,
+    /// Signing keys changed.
+    Keys,
+    /// The notification connection was lost and re-established: notifications may have
+    /// been missed, resynchronise everything.
+    Resync,
+}
+
+/// A stream of [`Change`]s (PostgreSQL `LISTEN/NOTIFY`).
+#[async_trait]
+pub trait ChangeFeed: Send {
+    /// Waits for the next change. An error means the database is unreachable; call again
+    /// to retry (the implementation reconnects).
+    async fn next(&mut self) -> Result<Change>;
+}
+
 /// Everything tessera persists. Implementations must be safe to share between nodes
 /// (PostgreSQL) and between the server and the admin CLI (SQLite, WAL mode).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for health checks.
     async fn ping(&self) -> Result<()>;
+
+    /// Push notifications of changes made by other nodes, if the backend has them
+    /// (PostgreSQL); `None` means poll (SQLite).
+    async fn subscribe(&self) -> Result<Option<Box<dyn ChangeFeed>>> {
+        Ok(None)
+    }
 
     /// Creates a user; [`StoreError::Conflict`] if the username is taken.
     async fn create_user(&self, user: &User) -> Result<()>;

@@ -91,6 +91,68 @@ impl PgStore {
     }
 }
 
+/// `LISTEN tessera_revocations, tessera_keys` on a dedicated connection.
+struct PgFeed {
+    listener: sqlx::postgres::PgListener,
+    connected: bool,
+}
+
+#[async_trait]
+impl crate::ChangeFeed for PgFeed {
+    async fn next(&mut self) -> Result<crate::Change> {
+        // try_recv reconnects by itself; `Ok(None)` reports that the connection was lost,
+        // so notifications may have been missed.
+        match self.listener.try_recv().await {
+            Ok(Some(n)) => {
+                let first = !self.connected;
+                self.connected = true;
+                if first {
+                    return Ok(crate::Change::Resync);
+                }
+                Ok(if n.channel() == "tessera_keys" {
+                    crate::Change::Keys
+                } else {
+                    crate::Change::Revocations
+                })
+            }
+            Ok(None) => {
+                self.connected = false;
+                Ok(crate::Change::Resync)
+            }
+            Err(e) => {
+                self.connected = false;
+                Err(db_err(e))
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    async fn subscribe_impl(&self) -> Result<Option<Box<dyn crate::ChangeFeed>>> {
+        Ok(None)
+    }
+}
+
+impl PgStore {
+    async fn subscribe_impl(&self) -> Result<Option<Box<dyn crate::ChangeFeed>>> {
+        Ok(Some(Box::new(self.feed().await?)))
+    }
+
+    async fn feed(&self) -> Result<PgFeed> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(db_err)?;
+        listener
+            .listen_all(["tessera_revocations", "tessera_keys"])
+            .await
+            .map_err(db_err)?;
+        Ok(PgFeed {
+            listener,
+            connected: true,
+        })
+    }
+}
+
 /// Migrations, embedded at compile time: `(version, description, sql)`.
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
@@ -224,6 +286,10 @@ macro_rules! impl_store {
 
         #[async_trait]
         impl Store for $store {
+            async fn subscribe(&self) -> Result<Option<Box<dyn crate::ChangeFeed>>> {
+                self.subscribe_impl().await
+            }
+
             async fn ping(&self) -> Result<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
                 Ok(())
