@@ -111,6 +111,90 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    // DPoP proof check (parse, header rules, jwk, signature, claims) next to the raw
+    // signature verification of the same proof bytes.
+    let mut g = c.benchmark_group("dpop");
+    use tessera_core::dpop::{verify_proof, DpopAlg, DpopCheck, DpopKey};
+    let htu = "https://app.example.com/api/notes";
+    for alg in [DpopAlg::ES256, DpopAlg::EdDSA] {
+        let key = DpopKey::generate(alg).unwrap();
+        let at = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2ln";
+        let proof = key.proof("GET", htu, NOW.0, "jti-1", Some(at), None).unwrap();
+        let check = DpopCheck {
+            method: "GET",
+            htu,
+            access_token: Some(at),
+            now: NOW,
+            max_age: 60,
+            max_skew: 5,
+            nonce: None,
+        };
+        g.bench_function(format!("{}/tessera_proof_check", alg.name()), |b| {
+            b.iter(|| verify_proof(black_box(&proof), &check).unwrap())
+        });
+        let (input, sig_b64) = proof.rsplit_once('.').unwrap();
+        let sig = tessera_core::b64::decode(sig_b64).unwrap();
+        let jwk: serde_json::Value = serde_json::from_str(&key.jwk().to_json()).unwrap();
+        match alg {
+            DpopAlg::ES256 => {
+                let mut point = vec![4u8];
+                point.extend(tessera_core::b64::decode(jwk["x"].as_str().unwrap()).unwrap());
+                point.extend(tessera_core::b64::decode(jwk["y"].as_str().unwrap()).unwrap());
+                g.bench_function("ES256/raw_p256_verify", |b| {
+                    b.iter(|| {
+                        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &point)
+                            .verify(black_box(input.as_bytes()), black_box(&sig))
+                            .unwrap()
+                    })
+                });
+            }
+            DpopAlg::EdDSA => {
+                let x = tessera_core::b64::decode(jwk["x"].as_str().unwrap()).unwrap();
+                g.bench_function("EdDSA/raw_ed25519_verify", |b| {
+                    b.iter(|| {
+                        signature::UnparsedPublicKey::new(&signature::ED25519, &x)
+                            .verify(black_box(input.as_bytes()), black_box(&sig))
+                            .unwrap()
+                    })
+                });
+            }
+        }
+    }
+    g.finish();
+
+    // RFC 9421 request signature (parse both fields, build the signature base, HMAC,
+    // time window) next to raw HMAC-SHA256 over the same signature base.
+    let mut g = c.benchmark_group("httpsig");
+    {
+        use tessera_core::httpsig;
+        let secret = [9u8; 32];
+        let uri = "https://app.example.com/api/notes?limit=10";
+        let digest = httpsig::content_digest(b"{\"text\":\"hello\"}");
+        let (input, sig) =
+            httpsig::sign("POST", uri, Some(&digest), "client-1", "nonce-1", NOW.0, &secret).unwrap();
+        let req = httpsig::SignedRequest {
+            method: "POST",
+            target_uri: uri,
+            content_digest: Some(&digest),
+            has_body: true,
+            signature_input: &input,
+            signature: &sig,
+            ..Default::default()
+        };
+        g.bench_function("tessera_signature_check", |b| {
+            b.iter(|| {
+                let parsed = httpsig::parse(black_box(&req)).unwrap();
+                httpsig::verify(&parsed, &secret, NOW, 300).unwrap()
+            })
+        });
+        let parsed = httpsig::parse(&req).unwrap();
+        let k = hmac::Key::new(hmac::HMAC_SHA256, &secret);
+        g.bench_function("raw_hmac_sha256_verify", |b| {
+            b.iter(|| hmac::verify(&k, black_box(parsed.base.as_bytes()), black_box(&parsed.signature)).unwrap())
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("denylist");
     let probe = SessionId([0xAB; 16]);
     let user = tessera_core::UserId([0xCD; 16]);
