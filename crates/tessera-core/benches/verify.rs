@@ -119,7 +119,9 @@ fn bench(c: &mut Criterion) {
     for alg in [DpopAlg::ES256, DpopAlg::EdDSA] {
         let key = DpopKey::generate(alg).unwrap();
         let at = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2ln";
-        let proof = key.proof("GET", htu, NOW.0, "jti-1", Some(at), None).unwrap();
+        let proof = key
+            .proof("GET", htu, NOW.0, "jti-1", Some(at), None)
+            .unwrap();
         let check = DpopCheck {
             method: "GET",
             htu,
@@ -142,9 +144,12 @@ fn bench(c: &mut Criterion) {
                 point.extend(tessera_core::b64::decode(jwk["y"].as_str().unwrap()).unwrap());
                 g.bench_function("ES256/raw_p256_verify", |b| {
                     b.iter(|| {
-                        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &point)
-                            .verify(black_box(input.as_bytes()), black_box(&sig))
-                            .unwrap()
+                        signature::UnparsedPublicKey::new(
+                            &signature::ECDSA_P256_SHA256_FIXED,
+                            &point,
+                        )
+                        .verify(black_box(input.as_bytes()), black_box(&sig))
+                        .unwrap()
                     })
                 });
             }
@@ -170,8 +175,16 @@ fn bench(c: &mut Criterion) {
         let secret = [9u8; 32];
         let uri = "https://app.example.com/api/notes?limit=10";
         let digest = httpsig::content_digest(b"{\"text\":\"hello\"}");
-        let (input, sig) =
-            httpsig::sign("POST", uri, Some(&digest), "client-1", "nonce-1", NOW.0, &secret).unwrap();
+        let (input, sig) = httpsig::sign(
+            "POST",
+            uri,
+            Some(&digest),
+            "client-1",
+            "nonce-1",
+            NOW.0,
+            &secret,
+        )
+        .unwrap();
         let req = httpsig::SignedRequest {
             method: "POST",
             target_uri: uri,
@@ -190,7 +203,14 @@ fn bench(c: &mut Criterion) {
         let parsed = httpsig::parse(&req).unwrap();
         let k = hmac::Key::new(hmac::HMAC_SHA256, &secret);
         g.bench_function("raw_hmac_sha256_verify", |b| {
-            b.iter(|| hmac::verify(&k, black_box(parsed.base.as_bytes()), black_box(&parsed.signature)).unwrap())
+            b.iter(|| {
+                hmac::verify(
+                    &k,
+                    black_box(parsed.base.as_bytes()),
+                    black_box(&parsed.signature),
+                )
+                .unwrap()
+            })
         });
     }
     g.finish();

@@ -780,6 +780,16 @@ async fn dpop_flow(alg: DpopAlg) {
     // Replayed proof.
     let res = dpop_request(&mut c, Method::GET, "/api/whoami", &bound.access, &proof).await;
     assert_refused(&res, "replayed proof");
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
+    let proof = api_proof(&server, &key, "GET", "/api/whoami", Some(&bound.access));
+    let res = c
+        .get("/api/whoami")
+        .no_cookies()
+        .header("authorization", &format!("dpop {}", bound.access))
+        .header("dpop", &proof)
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "lower-case scheme: {}", res.text());
     // A query string is not part of htu.
     let proof = api_proof(&server, &key, "GET", "/api/whoami", Some(&bound.access));
     let res = dpop_request(
@@ -836,8 +846,8 @@ async fn dpop_flow(alg: DpopAlg) {
     let proof = api_proof(&server, &key, "get", "/api/whoami", Some(&bound.access));
     let res = dpop_request(&mut c, Method::GET, "/api/whoami", &bound.access, &proof).await;
     assert_refused(&res, "htm in lower case");
-    // Stale and future iat.
-    for iat in [now() - 3600, now() + 3600] {
+    // Stale (an hour, and just past the 60 s default) and future iat.
+    for iat in [now() - 3600, now() - 120, now() + 3600, now() + 60] {
         let proof = key
             .proof(
                 "GET",
