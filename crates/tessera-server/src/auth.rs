@@ -105,21 +105,34 @@ fn refused(state: &AppState, e: TokenError) -> AppError {
 
 /// Verifies a compact access token (no DPoP binding allowed on this path).
 pub fn verify_bearer(state: &AppState, token: &str) -> Result<Arc<AccessClaims>, AppError> {
+    unbound(state, verify_token(state, TokenParts::from_compact(token))?)
+}
+
+/// The one place a token is checked: the key ring (with the verified-token cache), the
+/// verifier's claims rules and the denylist.
+fn verify_token(
+    state: &AppState,
+    parts: Result<TokenParts<'_>, TokenError>,
+) -> Result<Arc<AccessClaims>, AppError> {
     let ring = state.keys.load();
-    let verified = TokenParts::from_compact(token)
-        .and_then(|parts| {
+    parts
+        .and_then(|p| {
             ring.verify_parts_cached(
-                parts,
+                p,
                 &state.verifier,
                 &state.denylist,
                 state.clock.now(),
                 &state.verify_cache,
             )
         })
-        .map_err(|e| refused(state, e))?;
-    let claims = verified.into_shared_claims();
+        .map(tessera_core::VerifiedToken::into_shared_claims)
+        .map_err(|e| refused(state, e))
+}
+
+/// Refuses a DPoP-bound token presented without its proof (as Bearer or in cookies,
+/// RFC 9449 §7.1).
+fn unbound(state: &AppState, claims: Arc<AccessClaims>) -> Result<Arc<AccessClaims>, AppError> {
     if claims.cnf.is_some() {
-        // A DPoP-bound token presented as a bearer token (RFC 9449 §7.1).
         return Err(refused(state, TokenError::BindingMismatch));
     }
     inc(&state.metrics.verify_ok);
@@ -136,19 +149,7 @@ pub fn verify_dpop(
     token: &str,
     headers: &HeaderMap,
 ) -> Result<Arc<AccessClaims>, AppError> {
-    let ring = state.keys.load();
-    let claims = TokenParts::from_compact(token)
-        .and_then(|parts| {
-            ring.verify_parts_cached(
-                parts,
-                &state.verifier,
-                &state.denylist,
-                state.clock.now(),
-                &state.verify_cache,
-            )
-        })
-        .map_err(|e| refused(state, e))?
-        .into_shared_claims();
+    let claims = verify_token(state, TokenParts::from_compact(token))?;
     let Some(bound) = claims.cnf.as_ref().map(|c| c.jkt.as_str()) else {
         // An unbound token does not become bound by sending it as DPoP.
         return Err(refused(state, TokenError::BindingMismatch));
@@ -170,40 +171,17 @@ pub fn verify_cookies(
     state: &AppState,
     c: &cookies::TesseraCookies<'_>,
 ) -> Result<Arc<AccessClaims>, AppError> {
-    let now = state.clock.now();
-    let ring = state.keys.load();
-    let result = match state.config.cookies.mode {
+    let parts = match state.config.cookies.mode {
         CookieMode::Split => match (c.claims, c.sig) {
-            (Some(claims), Some(sig)) => TokenParts::from_split(claims, sig).and_then(|parts| {
-                ring.verify_parts_cached(
-                    parts,
-                    &state.verifier,
-                    &state.denylist,
-                    now,
-                    &state.verify_cache,
-                )
-            }),
+            (Some(claims), Some(sig)) => TokenParts::from_split(claims, sig),
             _ => return Err(AppError::unauthenticated()),
         },
         CookieMode::Whole => match c.access {
-            Some(token) => TokenParts::from_compact(token).and_then(|parts| {
-                ring.verify_parts_cached(
-                    parts,
-                    &state.verifier,
-                    &state.denylist,
-                    now,
-                    &state.verify_cache,
-                )
-            }),
+            Some(token) => TokenParts::from_compact(token),
             None => return Err(AppError::unauthenticated()),
         },
     };
-    let claims = result.map_err(|e| refused(state, e))?.into_shared_claims();
-    if claims.cnf.is_some() {
-        return Err(refused(state, TokenError::BindingMismatch));
-    }
-    inc(&state.metrics.verify_ok);
-    Ok(claims)
+    unbound(state, verify_token(state, parts)?)
 }
 
 /// Authenticates a request for `method` (which may differ from the request's own method

@@ -243,9 +243,48 @@ pub enum RefreshResult {
     Invalid,
 }
 
-/// Rotates `token` (already checked well-formed) per the store's rules, and applies a
-/// detected reuse to the local denylist at once (other nodes get it from the feed).
-pub async fn rotate(state: &AppState, token: &str) -> AppResult<RefreshResult> {
+/// Rotates `token` (already checked well-formed) per the store's rules, applies a
+/// detected reuse to the local denylist at once (other nodes get it from the feed), and
+/// records the audit event (`channel` says which endpoint).
+pub async fn rotate(
+    state: &Arc<AppState>,
+    token: &str,
+    origin: &audit::Origin,
+    channel: &str,
+) -> AppResult<RefreshResult> {
+    let result = rotate_unaudited(state, token).await?;
+    match &result {
+        RefreshResult::Rotated(rotated) => {
+            let (session, user, _) = &**rotated;
+            audit::record(
+                state,
+                origin,
+                Event {
+                    kind: "refresh",
+                    username: Some(&user.username),
+                    user_id: Some(user.id.to_string()),
+                    session_id: Some(session.id.to_string()),
+                    detail: Some(channel.to_owned()),
+                },
+            );
+        }
+        RefreshResult::Reused(session) => audit::record(
+            state,
+            origin,
+            Event {
+                kind: "refresh_reuse",
+                user_id: Some(session.user_id.to_string()),
+                session_id: Some(session.id.to_string()),
+                detail: Some(format!("{channel}: session revoked")),
+                ..Default::default()
+            },
+        ),
+        RefreshResult::Invalid => {}
+    }
+    Ok(result)
+}
+
+async fn rotate_unaudited(state: &AppState, token: &str) -> AppResult<RefreshResult> {
     let now = state.clock.now();
     let successor = state.refresh_key.successor(token);
     let rotation = Rotation {
@@ -426,36 +465,12 @@ pub async fn refresh_browser(
     if session.dpop_jkt.is_some() || session.client != "browser" {
         return Err(AppError::unauthenticated());
     }
-    match rotate(&state, token).await? {
+    match rotate(&state, token, &origin, "browser").await? {
         RefreshResult::Rotated(rotated) => {
             let (session, user, grant) = *rotated;
-            audit::record(
-                &state,
-                &origin,
-                Event {
-                    kind: "refresh",
-                    username: Some(&user.username),
-                    user_id: Some(user.id.to_string()),
-                    session_id: Some(session.id.to_string()),
-                    ..Default::default()
-                },
-            );
             Ok(browser_grant(&state, &user, &session, &grant))
         }
-        RefreshResult::Reused(session) => {
-            audit::record(
-                &state,
-                &origin,
-                Event {
-                    kind: "refresh_reuse",
-                    user_id: Some(session.user_id.to_string()),
-                    session_id: Some(session.id.to_string()),
-                    detail: Some("session revoked".into()),
-                    ..Default::default()
-                },
-            );
-            Err(AppError::refresh_token_reused())
-        }
+        RefreshResult::Reused(_) => Err(AppError::refresh_token_reused()),
         RefreshResult::Invalid => Err(AppError::unauthenticated().clearing_cookies()),
     }
 }

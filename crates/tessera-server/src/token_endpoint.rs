@@ -166,40 +166,16 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
                     "a DPoP proof by the key this token is bound to is required",
                 ));
             }
-            match routes::rotate(&state, token).await.map_err(oauth_shape)? {
-                RefreshResult::Rotated(rotated) => {
-                    let (session, user, grant) = *rotated;
-                    audit::record(
-                        &state,
-                        &origin,
-                        Event {
-                            kind: "refresh",
-                            username: Some(&user.username),
-                            user_id: Some(user.id.to_string()),
-                            session_id: Some(session.id.to_string()),
-                            detail: Some("token endpoint".into()),
-                        },
-                    );
-                    Ok(token_response(&state, &grant))
-                }
-                RefreshResult::Reused(session) => {
-                    audit::record(
-                        &state,
-                        &origin,
-                        Event {
-                            kind: "refresh_reuse",
-                            user_id: Some(session.user_id.to_string()),
-                            session_id: Some(session.id.to_string()),
-                            detail: Some("session revoked".into()),
-                            ..Default::default()
-                        },
-                    );
-                    Err(oauth(
-                        StatusCode::UNAUTHORIZED,
-                        "refresh_token_reused",
-                        "this refresh token was already used; the session has been ended",
-                    ))
-                }
+            match routes::rotate(&state, token, &origin, "token endpoint")
+                .await
+                .map_err(oauth_shape)?
+            {
+                RefreshResult::Rotated(rotated) => Ok(token_response(&state, &rotated.2)),
+                RefreshResult::Reused(_) => Err(oauth(
+                    StatusCode::UNAUTHORIZED,
+                    "refresh_token_reused",
+                    "this refresh token was already used; the session has been ended",
+                )),
                 RefreshResult::Invalid => Err(invalid_grant("refresh token expired or revoked")),
             }
         }
