@@ -3,7 +3,6 @@
 //! checked without a database round trip.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tessera_core::{b64, random_bytes, MasterKey, UnixTime};
@@ -70,29 +69,39 @@ pub async fn reload(state: &AppState) -> Result<(), StoreError> {
         }
     }
     state.clients.store(Arc::new(ClientTable(table)));
-    state
-        .clients_loaded_at
-        .store(state.clock.now().0, Ordering::Relaxed);
     Ok(())
 }
 
-/// The client with `key_id`; on a miss the table is reloaded, at most once a second, so a
-/// client added by the CLI works at once without letting unknown ids hammer the store.
+/// The client with `key_id`. A miss asks the store for that one key id (an indexed
+/// lookup), so a client added by the CLI works at once; misses are served one at a time,
+/// so a flood of unknown ids costs the store one small query at a time, never a pile-up.
 pub async fn lookup(state: &AppState, key_id: &str) -> Option<Arc<Client>> {
     if let Some(c) = state.clients.load().0.get(key_id) {
         return Some(Arc::clone(c));
     }
-    let now = state.clock.now().0;
-    let last = state.clients_loaded_at.load(Ordering::Relaxed);
-    if now > last
-        && state
-            .clients_loaded_at
-            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    {
-        let _ = reload(state).await;
+    if key_id.is_empty() || key_id.len() > 128 {
+        return None;
     }
-    state.clients.load().0.get(key_id).cloned()
+    let _one_at_a_time = state.clients_miss.lock().await;
+    if let Some(c) = state.clients.load().0.get(key_id) {
+        return Some(Arc::clone(c));
+    }
+    let stored = state.store.client(key_id).await.ok()??;
+    if stored.disabled {
+        return None;
+    }
+    let secret = state
+        .master
+        .open(&label(&stored.key_id), &stored.sealed)
+        .ok()?;
+    let client = Arc::new(Client {
+        name: stored.name,
+        secret: Zeroizing::new(secret),
+    });
+    let mut table: HashMap<String, Arc<Client>> = state.clients.load().0.clone();
+    table.insert(stored.key_id, Arc::clone(&client));
+    state.clients.store(Arc::new(ClientTable(table)));
+    Some(client)
 }
 
 /// Adds a client to `store`.

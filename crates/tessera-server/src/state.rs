@@ -54,8 +54,8 @@ pub struct AppState {
     pub sig_replay: tessera_core::replay::ReplayCache,
     /// Service clients by key id (secrets unsealed in memory).
     pub clients: ArcSwap<crate::clients::ClientTable>,
-    /// When the client table was last reloaded (Unix seconds).
-    pub clients_loaded_at: std::sync::atomic::AtomicU64,
+    /// Serialises store lookups for unknown client key ids.
+    pub clients_miss: tokio::sync::Mutex<()>,
     /// Brute-force throttling.
     pub limiter: crate::ratelimit::RateLimiter,
     /// Counters.
@@ -167,7 +167,7 @@ impl AppState {
             dpop_replay: tessera_core::replay::ReplayCache::new(config.dpop.replay_capacity),
             sig_replay: tessera_core::replay::ReplayCache::new(config.signatures.replay_capacity),
             clients: ArcSwap::from_pointee(crate::clients::ClientTable::default()),
-            clients_loaded_at: std::sync::atomic::AtomicU64::new(0),
+            clients_miss: tokio::sync::Mutex::new(()),
             limiter: crate::ratelimit::RateLimiter::new(
                 config.rate_limit.per_username_per_minute,
                 config.rate_limit.per_ip_per_minute,

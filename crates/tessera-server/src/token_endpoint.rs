@@ -34,6 +34,35 @@ fn invalid_grant(description: &'static str) -> AppError {
     oauth(StatusCode::BAD_REQUEST, "invalid_grant", description)
 }
 
+/// A JSON object whose member names are unique.
+struct UniqueObject(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object with unique member names")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueObject, A::Error> {
+                let mut out: Vec<(String, serde_json::Value)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                    if out.iter().any(|(seen, _)| *seen == k) || out.len() >= 64 {
+                        return Err(serde::de::Error::custom("repeated or too many members"));
+                    }
+                    out.push((k, v));
+                }
+                Ok(UniqueObject(out))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 /// Parses a form (`application/x-www-form-urlencoded`) or JSON object body into
 /// parameters. Repeated parameters are refused (RFC 6749 §3.2); JSON values must be strings.
 async fn params(headers: &HeaderMap, body: axum::body::Body) -> AppResult<HashMap<String, String>> {
@@ -55,8 +84,10 @@ async fn params(headers: &HeaderMap, body: axum::body::Body) -> AppResult<HashMa
             }
         }
     } else {
-        let map: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&bytes).map_err(|_| invalid_request("malformed JSON body"))?;
+        // UniqueObject refuses repeated names (serde_json's Map would keep the last one,
+        // so a filter reading the first would see another username than we use).
+        let UniqueObject(map) = serde_json::from_slice(&bytes)
+            .map_err(|_| invalid_request("malformed JSON body or a parameter is repeated"))?;
         for (k, v) in map {
             match v {
                 serde_json::Value::String(s) => {
@@ -142,12 +173,12 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
             Ok(token_response(&state, &grant))
         }
         Some("refresh_token") => {
-            let Some(token) = p
-                .get("refresh_token")
-                .filter(|t| refresh::is_well_formed(t))
-            else {
-                return Err(invalid_grant("refresh_token is missing or malformed"));
+            let Some(token) = p.get("refresh_token") else {
+                return Err(invalid_request("refresh_token is required"));
             };
+            if !refresh::is_well_formed(token) {
+                return Err(invalid_grant("malformed refresh token"));
+            }
             let session = state
                 .store
                 .session_for_refresh(&refresh::hash(token))
