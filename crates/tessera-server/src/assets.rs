@@ -5,6 +5,9 @@ use axum::response::{IntoResponse, Response};
 
 /// The browser client library.
 pub const TESSERA_JS: &str = include_str!("../../../web/tessera.js");
+/// The OpenAPI 3.1 description of every endpoint (hand-kept; a black-box test checks it
+/// against real responses).
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 /// Its TypeScript declarations.
 pub const TESSERA_DTS: &str = include_str!("../../../web/tessera.d.ts");
 const INDEX_HTML: &str = include_str!("../../../web/demo/index.html");
@@ -29,6 +32,16 @@ fn file(body: &'static str, content_type: &'static str) -> Response {
 /// `GET /tessera.js`.
 pub async fn tessera_js() -> Response {
     file(TESSERA_JS, "text/javascript; charset=utf-8")
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    let mut res = OPENAPI_JSON.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 /// `GET /tessera.d.ts`.

@@ -187,6 +187,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/healthz", get(routes::healthz).merge(nope.clone()))
         .route("/metrics", get(routes::metrics).merge(nope.clone()))
+        .route("/openapi.json", get(assets::openapi).merge(nope.clone()))
         .route("/tessera.js", get(assets::tessera_js).merge(nope.clone()))
         .route("/tessera.d.ts", get(assets::tessera_dts).merge(nope))
         .fallback(gateway::fallback)
