@@ -193,6 +193,18 @@ pub fn authenticate(
     path: &str,
     headers: &HeaderMap,
 ) -> Result<Identity, AppError> {
+    let started = std::time::Instant::now();
+    let result = authenticate_inner(state, method, path, headers);
+    state.metrics.observe_verify(started.elapsed());
+    result
+}
+
+fn authenticate_inner(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Identity, AppError> {
     let mut auth = headers.get_all(header::AUTHORIZATION).iter();
     if let Some(value) = auth.next() {
         if auth.next().is_some() {

@@ -77,6 +77,27 @@ fn check_request_shape(state: &AppState, req: &Request) -> Result<(), error::App
     Ok(())
 }
 
+/// The request id: the client's `X-Request-Id` if it is short and plain, else a new one.
+/// It is forwarded upstream and returned, so logs on both sides can be joined.
+fn request_id(req: &Request) -> HeaderValue {
+    req.headers()
+        .get("x-request-id")
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&tessera_core::b64::encode(
+                tessera_core::random_bytes::<12>(),
+            ))
+            .unwrap_or(HeaderValue::from_static("unknown"))
+        })
+}
+
 /// Credentialed CORS for the configured extra origins only (never `*`, never `null`).
 fn cors_origin(state: &AppState, req: &Request) -> Option<HeaderValue> {
     let origin = req.headers().get(header::ORIGIN)?;
@@ -103,6 +124,13 @@ async fn security_headers(
     next: Next,
 ) -> Response {
     use axum::response::IntoResponse;
+    let mut req = req;
+    let request_id = request_id(&req);
+    req.headers_mut().insert("x-request-id", request_id.clone());
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "gateway".to_owned(), |m| m.as_str().to_owned());
     let cors = cors_origin(&state, &req);
     let preflight = req.method() == axum::http::Method::OPTIONS
         && req
@@ -128,13 +156,22 @@ async fn security_headers(
         );
         res
     } else {
-        let mut res = next.run(req).await;
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "request",
+            request_id = request_id.to_str().unwrap_or(""),
+            method = %req.method(),
+            route = %route
+        );
+        let mut res = next.run(req).instrument(span).await;
         if let Some(origin) = cors {
             add_cors(res.headers_mut(), origin);
         }
         res
     };
     state.metrics.count_status(res.status().as_u16());
+    state.metrics.count_route(&route, res.status().as_u16());
+    res.headers_mut().insert("x-request-id", request_id);
     let h = res.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

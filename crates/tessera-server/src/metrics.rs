@@ -4,9 +4,18 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Upper bounds (microseconds) of the credential-check latency histogram.
+pub const VERIFY_BUCKETS_US: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000];
+
 /// Process-wide counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Responses by (route, status).
+    pub by_route: std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>>,
+    /// Credential-check latency histogram (cumulative per bucket is computed at render).
+    pub verify_buckets: [AtomicU64; VERIFY_BUCKETS_US.len() + 1],
+    /// Sum of credential-check latencies in nanoseconds.
+    pub verify_nanos: AtomicU64,
     /// Responses by status class (1xx..5xx at index 1..5).
     pub responses: [AtomicU64; 6],
     /// Logins that succeeded.
@@ -39,6 +48,27 @@ pub fn inc(c: &AtomicU64) {
 }
 
 impl Metrics {
+    /// Counts a response of `route` with `status`.
+    pub fn count_route(&self, route: &str, status: u16) {
+        if let Ok(mut m) = self.by_route.lock() {
+            *m.entry((route.to_owned(), status)).or_insert(0) += 1;
+        }
+    }
+
+    /// Records how long one credential check took.
+    pub fn observe_verify(&self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let i = VERIFY_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(VERIFY_BUCKETS_US.len());
+        inc(&self.verify_buckets[i]);
+        self.verify_nanos.fetch_add(
+            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
     /// Counts a response status.
     pub fn count_status(&self, status: u16) {
         let class = usize::from(status / 100).min(5);
@@ -118,6 +148,44 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", c.load(Ordering::Relaxed));
         }
+        let _ = writeln!(
+            out,
+            "# HELP tessera_http_responses_total Responses by route and status."
+        );
+        let _ = writeln!(out, "# TYPE tessera_http_responses_total counter");
+        if let Ok(m) = self.by_route.lock() {
+            for ((route, status), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "tessera_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tessera_verify_duration_seconds Time to check a request's credentials."
+        );
+        let _ = writeln!(out, "# TYPE tessera_verify_duration_seconds histogram");
+        let mut cumulative = 0;
+        for (i, b) in VERIFY_BUCKETS_US.iter().enumerate() {
+            cumulative += self.verify_buckets[i].load(Ordering::Relaxed);
+            let le = *b as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "tessera_verify_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.verify_buckets[VERIFY_BUCKETS_US.len()].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "tessera_verify_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "tessera_verify_duration_seconds_sum {}",
+            self.verify_nanos.load(Ordering::Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(out, "tessera_verify_duration_seconds_count {cumulative}");
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");
