@@ -127,10 +127,11 @@ async fn security_headers(
     let mut req = req;
     let request_id = request_id(&req);
     req.headers_mut().insert("x-request-id", request_id.clone());
-    let route = req
+    let matched = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "gateway".to_owned(), |m| m.as_str().to_owned());
+        .cloned();
+    let route = matched.as_ref().map_or("gateway", |m| m.as_str());
     let cors = cors_origin(&state, &req);
     let preflight = req.method() == axum::http::Method::OPTIONS
         && req
@@ -170,7 +171,7 @@ async fn security_headers(
         res
     };
     state.metrics.count_status(res.status().as_u16());
-    state.metrics.count_route(&route, res.status().as_u16());
+    state.metrics.count_route(route, res.status().as_u16());
     res.headers_mut().insert("x-request-id", request_id);
     let h = res.headers_mut();
     h.insert(

@@ -11,7 +11,8 @@ pub const VERIFY_BUCKETS_US: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 1000, 5
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Responses by (route, status).
-    pub by_route: std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>>,
+    pub by_route:
+        std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u16, u64>>>,
     /// Credential-check latency histogram (cumulative per bucket is computed at render).
     pub verify_buckets: [AtomicU64; VERIFY_BUCKETS_US.len() + 1],
     /// Sum of credential-check latencies in nanoseconds.
@@ -51,7 +52,13 @@ impl Metrics {
     /// Counts a response of `route` with `status`.
     pub fn count_route(&self, route: &str, status: u16) {
         if let Ok(mut m) = self.by_route.lock() {
-            *m.entry((route.to_owned(), status)).or_insert(0) += 1;
+            // No allocation once a route has been seen.
+            match m.get_mut(route) {
+                Some(by_status) => *by_status.entry(status).or_insert(0) += 1,
+                None => {
+                    m.entry(route.to_owned()).or_default().insert(status, 1);
+                }
+            }
         }
     }
 
@@ -154,7 +161,10 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE tessera_http_responses_total counter");
         if let Ok(m) = self.by_route.lock() {
-            for ((route, status), n) in m.iter() {
+            for (route, status, n) in m
+                .iter()
+                .flat_map(|(r, by)| by.iter().map(move |(s, n)| (r, s, n)))
+            {
                 let _ = writeln!(
                     out,
                     "tessera_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"

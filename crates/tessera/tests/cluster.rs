@@ -249,8 +249,11 @@ async fn two_nodes_on_postgresql_share_sessions_revocations_keys_and_survive_an_
     let res = newcomer.login("demo", &password).await;
     res.assert_error(503, "unavailable");
     assert!(res.header("retry-after").is_some());
-    let health = a.client().get("/healthz").send().await;
-    assert_eq!(health.json()["status"], "degraded", "{}", health.text());
+    let degraded = until(Duration::from_secs(10), async || {
+        a.client().get("/healthz").send().await.json()["status"] == "degraded"
+    })
+    .await;
+    assert!(degraded.is_some(), "/healthz never reported the outage");
 
     // Recovery, without restarting anything.
     relay.restore();
