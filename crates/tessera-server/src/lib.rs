@@ -164,7 +164,23 @@ async fn security_headers(
             method = %req.method(),
             route = %route
         );
-        let mut res = next.run(req).instrument(span).await;
+        let work = next.run(req).instrument(span);
+        // tessera's own endpoints get `limits.request_timeout`; proxied requests are bounded
+        // by `limits.upstream_timeout` in the proxy instead.
+        let mut res = if matched.is_some() {
+            match tokio::time::timeout(state.config.limits.request_timeout, work).await {
+                Ok(res) => res,
+                Err(_) => error::AppError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took too long",
+                )
+                .retry_after(1)
+                .into_response(),
+            }
+        } else {
+            work.await
+        };
         if let Some(origin) = cors {
             add_cors(res.headers_mut(), origin);
         }

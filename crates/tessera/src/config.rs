@@ -10,6 +10,8 @@ use toml::{Table, Value};
 /// Top-level keys (the ones an environment variable may address).
 const TOP_LEVEL: &[&str] = &[
     "listen",
+    "dpop",
+    "signatures",
     "public_origin",
     "data_dir",
     "database_url",
