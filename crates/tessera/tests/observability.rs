@@ -131,3 +131,37 @@ async fn request_ids_are_kept_or_made_and_reach_the_upstream() {
     assert_ne!(made, "bad id\twith junk");
     assert_eq!(res.json()["headers"]["x-request-id"], made.as_str());
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_never_a_secret() {
+    let server = Server::builder(BIN)
+        .config("[log]\nformat = \"json\"\n")
+        .start()
+        .await;
+    let mut c = server.client();
+    let res = c
+        .post("/auth/login")
+        .same_origin()
+        .header("x-request-id", "req-42")
+        .json(&serde_json::json!({"username": "demo", "password": server.demo_password()}))
+        .send()
+        .await;
+    assert_eq!(res.status, 200);
+    let token = c.access_token().unwrap();
+    let refresh = c.refresh_token().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let logs = server.logs();
+    let mut audit_line = None;
+    for line in logs.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["fields"]["event"] == "login_success" {
+            audit_line = Some(v);
+        }
+    }
+    let audit = audit_line.unwrap_or_else(|| panic!("no login_success audit line in:\n{logs}"));
+    assert_eq!(audit["span"]["request_id"], "req-42", "{audit}");
+    for secret in [server.demo_password(), token.as_str(), refresh.as_str()] {
+        assert!(!logs.contains(secret), "a secret reached the log");
+    }
+}
