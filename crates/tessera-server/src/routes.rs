@@ -196,12 +196,13 @@ pub fn sign_access_token(
     Ok((token, claims))
 }
 
-/// Starts a session for `user` and issues its first tokens.
+/// Starts a session for `user`, issues its first tokens, and counts and audits the login.
 pub async fn start_session(
-    state: &AppState,
+    state: &Arc<AppState>,
     user: &User,
     client: &str,
     dpop_jkt: Option<String>,
+    origin: &audit::Origin,
 ) -> AppResult<(Session, Grant)> {
     let now = state.clock.now();
     let session = Session {
@@ -223,6 +224,18 @@ pub async fn start_session(
             AppError::unavailable(e)
         })?;
     let (access_token, claims) = sign_access_token(state, user, &session, now)?;
+    inc(&state.metrics.login_success);
+    audit::record(
+        state,
+        origin,
+        Event {
+            kind: "login_success",
+            username: Some(&user.username),
+            user_id: Some(user.id.to_string()),
+            session_id: Some(session.id.to_string()),
+            detail: Some(client.to_owned()),
+        },
+    );
     Ok((
         session,
         Grant {
@@ -404,19 +417,7 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResul
             return Err(AppError::invalid_credentials());
         }
     };
-    let (session, grant) = start_session(&state, &user, "browser", None).await?;
-    inc(&state.metrics.login_success);
-    audit::record(
-        &state,
-        &origin,
-        Event {
-            kind: "login_success",
-            username: Some(&user.username),
-            user_id: Some(user.id.to_string()),
-            session_id: Some(session.id.to_string()),
-            ..Default::default()
-        },
-    );
+    let (session, grant) = start_session(&state, &user, "browser", None, &origin).await?;
     Ok(browser_grant(&state, &user, &session, &grant))
 }
 

@@ -155,21 +155,9 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
                     return Err(invalid_grant("wrong username or password"));
                 }
             };
-            let (session, grant) = routes::start_session(&state, &user, "api", binding)
+            let (_, grant) = routes::start_session(&state, &user, "api", binding, &origin)
                 .await
                 .map_err(oauth_shape)?;
-            inc(&state.metrics.login_success);
-            audit::record(
-                &state,
-                &origin,
-                Event {
-                    kind: "login_success",
-                    username: Some(&user.username),
-                    user_id: Some(user.id.to_string()),
-                    session_id: Some(session.id.to_string()),
-                    detail: Some("token endpoint".into()),
-                },
-            );
             Ok(token_response(&state, &grant))
         }
         Some("refresh_token") => {
