@@ -563,6 +563,11 @@ mod seeds {
         ] {
             w.put(name, key.sign_raw(&header, &claims).unwrap());
         }
+        let long_jti = "j".repeat(dpop::MAX_PROOF_LEN * 3 / 4);
+        w.put(
+            "over-length-limit",
+            proof(&key, DPOP_METHOD, DPOP_HTU, NOW.0, &long_jti),
+        );
         w.put(
             "four-segments",
             format!("{}.x", proof(&key, DPOP_METHOD, DPOP_HTU, NOW.0, "j")),
