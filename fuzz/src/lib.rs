@@ -31,8 +31,8 @@ use tessera_core::dpop::{self, DpopCheck, DpopError, DpopJwk, DpopKey};
 use tessera_core::httpsig::{self, SigError, SignedRequest};
 use tessera_core::replay::ReplayCache;
 use tessera_core::{
-    b64, Algorithm, Denylist, KeyRing, SessionId, SigningKey, TokenError, TokenParts, UnixTime,
-    UserId, Verifier, VerifyCache,
+    b64, AccessClaims, Algorithm, Denylist, KeyRing, SessionId, SigningKey, TokenError, TokenParts,
+    UnixTime, UserId, Verifier, VerifyCache,
 };
 use tessera_server::cookies;
 
@@ -213,6 +213,18 @@ fn verify_all_ways(parts: Result<TokenParts<'_>, TokenError>) {
 /// Target `access_token`: the input as a compact JWS (`Authorization: Bearer`, whole-mode
 /// cookie), then as the claims JSON of a correctly signed HS256 token.
 pub fn access_token(data: &[u8]) {
+    // The hand-written hot-path parsers give the reference implementations' verdicts:
+    // claims JSON vs serde_json's derive, base64url vs the base64 crate's strict engine.
+    assert_eq!(
+        AccessClaims::from_json(data),
+        serde_json::from_slice::<AccessClaims>(data).ok(),
+        "claims parsers disagree"
+    );
+    if let Ok(s) = std::str::from_utf8(data) {
+        let mut buf = vec![0u8; s.len()];
+        let fast = b64::decode_slice(s, &mut buf).map(|n| buf[..n].to_vec());
+        assert_eq!(fast, b64::decode(s), "base64url decoders disagree");
+    }
     let f = get();
     if let Ok(token) = std::str::from_utf8(data) {
         let parts = TokenParts::from_compact(token);

@@ -102,6 +102,33 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    // The pieces of the full check: claims parsing (ours vs serde_json's derive, same
+    // verdicts) and base64url decoding of the payload (ours vs the base64 crate).
+    let mut g = c.benchmark_group("parts");
+    let key = SigningKey::generate(Algorithm::HS256, NOW).unwrap();
+    let token = KeyRing::new(vec![key], NOW).sign(&claims()).unwrap();
+    let payload = token.split('.').nth(1).unwrap().to_owned();
+    let json = tessera_core::b64::decode(&payload).unwrap();
+    g.bench_function("claims_parse/tessera", |b| {
+        b.iter(|| AccessClaims::from_json(black_box(&json)).unwrap())
+    });
+    g.bench_function("claims_parse/serde_json", |b| {
+        b.iter(|| serde_json::from_slice::<AccessClaims>(black_box(&json)).unwrap())
+    });
+    let mut buf = [0u8; 1024];
+    g.bench_function("payload_b64_decode/tessera", |b| {
+        b.iter(|| tessera_core::b64::decode_slice(black_box(&payload), &mut buf).unwrap())
+    });
+    g.bench_function("payload_b64_decode/base64_crate", |b| {
+        use base64::Engine;
+        b.iter(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode_slice(black_box(&payload), &mut buf)
+                .unwrap()
+        })
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("csrf");
     let csrf = CsrfKey::new(&[7; 32]);
     let sid = SessionId([3; 16]);

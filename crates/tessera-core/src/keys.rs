@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::b64;
 use crate::error::TokenError;
 use crate::ids::random_bytes;
-use crate::token::{AccessClaims, TokenParts, VerifiedToken, Verifier};
+use crate::token::{AccessClaims, TokenParts, VerifiedToken, Verifier, PAYLOAD_STACK};
 use crate::{Denylist, UnixTime};
 
 /// A signature algorithm tessera signs access tokens with.
@@ -92,6 +92,9 @@ pub enum KeyError {
     /// The PKCS#8 document or HMAC secret is not a valid key for the algorithm.
     #[error("invalid key material")]
     Invalid,
+    /// An HMAC secret shorter than the hash output (RFC 8725 §3.5, RFC 7518 §3.2).
+    #[error("HS256 secret of {0} bytes is too short: at least 32 bytes (256 bits) are required")]
+    TooShort(usize),
 }
 
 impl SigningKey {
@@ -140,7 +143,7 @@ impl SigningKey {
             Algorithm::HS256 => {
                 // RFC 8725 §3.5: HMAC keys are random and at least as long as the hash.
                 if secret.len() < 32 {
-                    return Err(KeyError::Invalid);
+                    return Err(KeyError::TooShort(secret.len()));
                 }
                 Material::Hmac {
                     key: hmac::Key::new(hmac::HMAC_SHA256, secret),
@@ -430,10 +433,15 @@ impl KeyRing {
         parts: &TokenParts<'_>,
     ) -> Result<(std::sync::Arc<AccessClaims>, std::sync::Arc<str>), TokenError> {
         let key = self.key_for_header(parts.header)?;
+        // Strict decoding is the payload's alphabet check: malformed input never reaches
+        // the signature.
+        let mut stack = [0u8; PAYLOAD_STACK];
+        let mut heap = Vec::new();
+        let json = AccessClaims::decode_payload(parts.payload, &mut stack, &mut heap)?;
         if !key.verify_signature(parts.header, parts.payload, parts.signature) {
             return Err(TokenError::BadSignature);
         }
-        let claims = AccessClaims::from_payload_b64(parts.payload)?;
+        let claims = AccessClaims::from_json(json).ok_or(TokenError::BadClaims)?;
         Ok((
             std::sync::Arc::new(claims),
             std::sync::Arc::clone(&key.kid_shared),

@@ -23,6 +23,7 @@
 
 pub mod b64;
 mod cache;
+mod claims_json;
 mod clock;
 pub mod csrf;
 mod denylist;
@@ -32,6 +33,7 @@ pub mod httpsig;
 mod ids;
 mod keys;
 pub mod password;
+pub mod password_policy;
 pub mod refresh;
 pub mod replay;
 mod seal;
@@ -39,9 +41,10 @@ mod token;
 
 pub use cache::VerifyCache;
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use compact_str::CompactString;
 pub use denylist::{Denylist, DenylistStats};
 pub use error::TokenError;
 pub use ids::{random_bytes, SessionId, UserId};
-pub use keys::{Algorithm, KeyRing, KeyStatus, PublicJwk, SigningKey};
+pub use keys::{Algorithm, KeyError, KeyRing, KeyStatus, PublicJwk, SigningKey};
 pub use seal::{MasterKey, SealError};
 pub use token::{AccessClaims, Cnf, TokenParts, VerifiedToken, Verifier, MAX_TOKEN_LEN};

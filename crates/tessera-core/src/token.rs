@@ -1,5 +1,6 @@
 //! The access token: an RFC 9068-shaped JWS JWT, and the checks it must pass.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TokenError;
@@ -9,6 +10,8 @@ use crate::{b64, Denylist, SessionId, UnixTime, UserId};
 pub const MAX_TOKEN_LEN: usize = 8192;
 const MAX_HEADER_LEN: usize = 256;
 const MAX_SIGNATURE_LEN: usize = 128;
+/// Decoded payloads up to this size are decoded on the stack.
+pub(crate) const PAYLOAD_STACK: usize = 1024;
 
 /// The claims of a tessera access token.
 ///
@@ -18,13 +21,13 @@ const MAX_SIGNATURE_LEN: usize = 128;
 #[serde(deny_unknown_fields)]
 pub struct AccessClaims {
     /// Issuer: tessera's public origin.
-    pub iss: String,
+    pub iss: CompactString,
     /// Audience: the protected API.
-    pub aud: String,
+    pub aud: CompactString,
     /// The stable user id.
-    pub sub: String,
+    pub sub: CompactString,
     /// The session (refresh family) id.
-    pub sid: String,
+    pub sid: CompactString,
     /// Issued at.
     pub iat: u64,
     /// Not before.
@@ -32,11 +35,11 @@ pub struct AccessClaims {
     /// Expires.
     pub exp: u64,
     /// Token id.
-    pub jti: String,
+    pub jti: CompactString,
     /// The user's roles.
-    pub roles: Vec<String>,
+    pub roles: Vec<CompactString>,
     /// The user's login name.
-    pub username: String,
+    pub username: CompactString,
     /// Confirmation (RFC 7800): the DPoP key thumbprint when bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Cnf>,
@@ -47,7 +50,7 @@ pub struct AccessClaims {
 #[serde(deny_unknown_fields)]
 pub struct Cnf {
     /// The JWK SHA-256 thumbprint (RFC 7638) of the client's key, base64url.
-    pub jkt: String,
+    pub jkt: CompactString,
 }
 
 impl AccessClaims {
@@ -56,8 +59,8 @@ impl AccessClaims {
         AccessClaims {
             iss: "https://issuer.example".into(),
             aud: "https://app.example".into(),
-            sub: UserId([1; 16]).to_string(),
-            sid: SessionId([2; 16]).to_string(),
+            sub: UserId([1; 16]).to_string().into(),
+            sid: SessionId([2; 16]).to_string().into(),
             iat: now.0,
             nbf: now.0,
             exp: now.0 + 300,
@@ -68,12 +71,27 @@ impl AccessClaims {
         }
     }
 
-    pub(crate) fn from_payload_b64(payload: &str) -> Result<Self, TokenError> {
-        let mut buf = Vec::with_capacity(payload.len() * 3 / 4 + 3);
-        if !b64::decode_into(payload, &mut buf) {
-            return Err(TokenError::Malformed);
+    /// Parses claims JSON strictly (see the type's documentation); `None` if refused.
+    /// This is the parser of the verification path, not serde's.
+    pub fn from_json(json: &[u8]) -> Option<Self> {
+        crate::claims_json::parse(json)
+    }
+
+    /// Decodes a payload segment strictly, on the stack when it fits (a tessera token's
+    /// claims are a few hundred bytes), else in `heap`.
+    pub(crate) fn decode_payload<'b>(
+        payload: &str,
+        stack: &'b mut [u8; PAYLOAD_STACK],
+        heap: &'b mut Vec<u8>,
+    ) -> Result<&'b [u8], TokenError> {
+        if payload.len().div_ceil(4) * 3 <= stack.len() {
+            let n = b64::decode_slice(payload, stack).ok_or(TokenError::Malformed)?;
+            stack.get(..n).ok_or(TokenError::Malformed)
+        } else if b64::decode_into(payload, heap) {
+            Ok(&heap[..])
+        } else {
+            Err(TokenError::Malformed)
         }
-        serde_json::from_slice(&buf).map_err(|_| TokenError::BadClaims)
     }
 
     /// The session id, parsed.
@@ -87,7 +105,9 @@ impl AccessClaims {
     }
 }
 
-/// The three segments of a compact JWS, bounded and alphabet-checked, not yet trusted.
+/// The three segments of a compact JWS, bounded, not yet trusted. The header and
+/// signature are alphabet-checked here; the payload is checked by its strict decoding,
+/// which [`crate::KeyRing`] does before any cryptography (one pass over it, not two).
 #[derive(Debug, Clone, Copy)]
 pub struct TokenParts<'a> {
     /// The protected header segment.
@@ -99,7 +119,7 @@ pub struct TokenParts<'a> {
 }
 
 impl<'a> TokenParts<'a> {
-    /// Splits a compact JWS: exactly three non-empty base64url segments, within bounds.
+    /// Splits a compact JWS: exactly three non-empty segments, within bounds.
     /// JSON serialization and JWE (five segments) are refused here.
     pub fn from_compact(token: &'a str) -> Result<Self, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
@@ -122,6 +142,11 @@ impl<'a> TokenParts<'a> {
         let Some((header, signature)) = sig_cookie.split_once('.') else {
             return Err(TokenError::Malformed);
         };
+        // As in the compact form, the payload holds no separator (a fast byte search; the
+        // rest of its alphabet is checked by its strict decoding).
+        if claims_cookie.as_bytes().contains(&b'.') {
+            return Err(TokenError::Malformed);
+        }
         Self::checked(header, claims_cookie, signature)
     }
 
@@ -129,7 +154,10 @@ impl<'a> TokenParts<'a> {
         if header.len() > MAX_HEADER_LEN || signature.len() > MAX_SIGNATURE_LEN {
             return Err(TokenError::TooLarge);
         }
-        for seg in [header, payload, signature] {
+        if payload.is_empty() {
+            return Err(TokenError::Malformed);
+        }
+        for seg in [header, signature] {
             if seg.is_empty() || !b64::is_b64url(seg) {
                 return Err(TokenError::Malformed);
             }

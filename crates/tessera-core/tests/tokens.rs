@@ -87,7 +87,7 @@ fn swapped_claims_cookie_between_two_users_is_refused() {
     let alice = r.sign(&claims()).unwrap();
     let mut bob_claims = claims();
     bob_claims.username = "bob".into();
-    bob_claims.sub = UserId([7; 16]).to_string();
+    bob_claims.sub = UserId([7; 16]).to_string().into();
     let bob = r.sign(&bob_claims).unwrap();
     let (alice_payload, _) = TokenParts::split_cookies(&alice).unwrap();
     let (_, bob_sig) = TokenParts::split_cookies(&bob).unwrap();
@@ -480,7 +480,7 @@ fn cache_skips_crypto_but_never_revocation_expiry_or_tampering() {
     // Bounded.
     for i in 0..500 {
         let mut c = claims();
-        c.jti = format!("jti-{i}");
+        c.jti = format!("jti-{i}").into();
         let t = r.sign(&c).unwrap();
         assert!(check(&t, &fresh, T0).is_ok());
     }

@@ -309,6 +309,9 @@ pub struct PasswordConfig {
     pub min_length: usize,
     /// Maximum password length in bytes (bounds hashing input). Default 256 (at least 64).
     pub max_length: usize,
+    /// A Have I Been Pwned SHA-1 file ordered by hash (`SHA1HEX:COUNT` lines): new
+    /// passwords found in it are refused. Searched in place, never loaded. Default none.
+    pub breached_list: Option<PathBuf>,
     /// Hashing threads. Default 0 = one per core.
     pub workers: usize,
     /// Logins waiting for a hashing thread before new ones get 503. Default 32.
@@ -323,6 +326,7 @@ impl Default for PasswordConfig {
             p_cost: 1,
             min_length: 8,
             max_length: 256,
+            breached_list: None,
             workers: 0,
             queue: 32,
         }
@@ -544,6 +548,12 @@ impl Config {
         }
         if p.queue == 0 {
             return Err(bad("passwords.queue", "must be at least 1"));
+        }
+        if let Some(path) = &p.breached_list {
+            // Opened and sampled (about 70 reads of 256 bytes) so a missing, unreadable or
+            // wrong file stops start-up instead of weakening every password change.
+            tessera_core::password_policy::BreachedList::open(path)
+                .map_err(|e| bad("passwords.breached_list", e.to_string()))?;
         }
         if self.dpop.max_age.is_zero() || self.dpop.max_age > Duration::from_secs(600) {
             return Err(bad("dpop.max_age", "must be between 1s and 10m"));

@@ -212,9 +212,7 @@ fn upstream_request_headers(
         Caller::Anonymous => {}
         Caller::User(identity) => {
             for (name, value) in identity_headers(identity) {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    h.insert(name, v);
-                }
+                h.insert(name, value);
             }
         }
         Caller::Client(name) => {

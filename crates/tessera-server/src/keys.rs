@@ -7,7 +7,7 @@
 //! activated, older ones get `retires_at` (stop signing) and `expires_at` = retirement +
 //! access-token lifetime + leeway (stop verifying, leave JWKS).
 
-use tessera_core::{Algorithm, KeyRing, MasterKey, SigningKey, UnixTime};
+use tessera_core::{Algorithm, KeyError, KeyRing, MasterKey, SigningKey, UnixTime};
 use tessera_store::{Store, StoreError, StoredKey};
 
 /// Why keys could not be loaded or made.
@@ -21,6 +21,14 @@ pub enum KeysError {
     Unseal {
         /// Key id.
         kid: String,
+    },
+    /// A stored key opened, but is not a key tessera may use (e.g. a short HMAC secret).
+    #[error("signing key {kid} is refused: {why}")]
+    Refused {
+        /// Key id.
+        kid: String,
+        /// Why.
+        why: String,
     },
     /// Key generation failed.
     #[error("key generation failed")]
@@ -69,7 +77,13 @@ fn unseal(master: &MasterKey, k: &StoredKey) -> Result<SigningKey, KeysError> {
         k.expires_at,
         &secret,
     )
-    .map_err(|_| unseal_err())
+    .map_err(|e| match e {
+        KeyError::TooShort(_) => KeysError::Refused {
+            kid: k.kid.clone(),
+            why: e.to_string(),
+        },
+        KeyError::Invalid => unseal_err(),
+    })
 }
 
 /// Loads every stored key into a ring as of `now`.

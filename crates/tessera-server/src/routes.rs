@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -173,20 +173,20 @@ pub fn sign_access_token(
     now: UnixTime,
 ) -> AppResult<(String, AccessClaims)> {
     let claims = AccessClaims {
-        iss: state.verifier.issuer().to_owned(),
-        aud: state.verifier.audience().to_owned(),
-        sub: user.id.to_string(),
-        sid: session.id.to_string(),
+        iss: state.verifier.issuer().into(),
+        aud: state.verifier.audience().into(),
+        sub: user.id.to_string().into(),
+        sid: session.id.to_string().into(),
         iat: now.0,
         nbf: now.0,
         exp: now.0 + state.access_ttl(),
-        jti: b64::encode(random_bytes::<16>()),
-        roles: user.roles.clone(),
-        username: user.username.clone(),
+        jti: b64::encode(random_bytes::<16>()).into(),
+        roles: user.roles.iter().map(|r| r.as_str().into()).collect(),
+        username: user.username.as_str().into(),
         cnf: session
             .dpop_jkt
-            .as_ref()
-            .map(|jkt| tessera_core::Cnf { jkt: jkt.clone() }),
+            .as_deref()
+            .map(|jkt| tessera_core::Cnf { jkt: jkt.into() }),
     };
     let token = state
         .keys
@@ -569,23 +569,27 @@ pub async fn logout_all(State(state): State<Arc<AppState>>, req: Request) -> App
         Event {
             kind: "logout_all",
             username: Some(&identity.claims.username),
-            user_id: Some(identity.claims.sub.clone()),
-            session_id: Some(identity.claims.sid.clone()),
+            user_id: Some(identity.claims.sub.to_string()),
+            session_id: Some(identity.claims.sid.to_string()),
             detail: Some(format!("{n} sessions")),
         },
     );
     Ok(cleared(StatusCode::NO_CONTENT))
 }
 
-/// Identity headers sent upstream and returned by forward-auth.
-pub fn identity_headers(identity: &Identity) -> [(&'static str, String); 4] {
+/// Identity headers sent upstream and returned by forward-auth. A value that is not a
+/// valid header value (cannot happen for tokens tessera signed) is left out.
+pub fn identity_headers(identity: &Identity) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
     let c = &identity.claims;
+    let roles = c.roles.join(",");
     [
-        ("x-tessera-user", c.sub.clone()),
-        ("x-tessera-username", c.username.clone()),
-        ("x-tessera-roles", c.roles.join(",")),
-        ("x-tessera-session", c.sid.clone()),
+        ("x-tessera-user", HeaderValue::from_str(&c.sub)),
+        ("x-tessera-username", HeaderValue::from_str(&c.username)),
+        ("x-tessera-roles", HeaderValue::from_str(&roles)),
+        ("x-tessera-session", HeaderValue::from_str(&c.sid)),
     ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((HeaderName::from_static(name), value.ok()?)))
 }
 
 /// `GET /auth/verify`: forward-auth for nginx `auth_request` and Traefik `forwardAuth`.
@@ -605,11 +609,7 @@ pub async fn verify(State(state): State<Arc<AppState>>, req: Request) -> AppResu
     let path = forwarded_path(&state, &req);
     let identity = auth::authenticate(&state, &method, &path, headers)?;
     let mut res = StatusCode::OK.into_response();
-    for (name, value) in identity_headers(&identity) {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            res.headers_mut().insert(name, v);
-        }
-    }
+    res.headers_mut().extend(identity_headers(&identity));
     no_store(&mut res);
     Ok(res)
 }

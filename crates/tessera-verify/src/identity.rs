@@ -31,8 +31,8 @@ impl Identity {
         Some(Identity {
             user_id: claims.user_id()?,
             session_id: claims.session_id()?,
-            username: claims.username.clone(),
-            roles: claims.roles.clone(),
+            username: claims.username.to_string(),
+            roles: claims.roles.iter().map(|r| r.to_string()).collect(),
             claims: Arc::new(claims),
         })
     }

@@ -353,6 +353,8 @@ impl Jwks {
     }
 
     fn check(&self, key: &VerifyingKey, parts: &TokenParts<'_>) -> Result<Identity, TokenError> {
+        // Decoding first is the payload's alphabet check, before any cryptography.
+        let json = b64::decode(parts.payload).ok_or(TokenError::Malformed)?;
         let sig = b64::decode_array::<64>(parts.signature).ok_or(TokenError::BadSignature)?;
         let mut msg = Vec::with_capacity(parts.header.len() + 1 + parts.payload.len());
         msg.extend_from_slice(parts.header.as_bytes());
@@ -361,9 +363,7 @@ impl Jwks {
         UnparsedPublicKey::new(&ED25519, &key.public)
             .verify(&msg, &sig)
             .map_err(|_| TokenError::BadSignature)?;
-        let json = b64::decode(parts.payload).ok_or(TokenError::Malformed)?;
-        let claims: AccessClaims =
-            serde_json::from_slice(&json).map_err(|_| TokenError::BadClaims)?;
+        let claims = AccessClaims::from_json(&json).ok_or(TokenError::BadClaims)?;
         self.check_claims(&claims, self.inner.clock.now())?;
         Identity::from_claims(claims).ok_or(TokenError::BadClaims)
     }

@@ -111,7 +111,7 @@ async fn claims_time_and_binding_checks() {
     // DPoP-bound tokens need a proof this crate does not check.
     let mut bound = claims();
     bound.cnf = Some(Cnf {
-        jkt: "x".repeat(43),
+        jkt: "x".repeat(43).into(),
     });
     let token = a.sign(&bound).unwrap();
     assert_eq!(

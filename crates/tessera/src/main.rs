@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tessera_core::password::{self, HashParams};
+use tessera_core::password_policy::{
+    BreachedList, BreachedListError, PasswordPolicy, PolicyViolation,
+};
 use tessera_core::{Clock, MasterKey, SystemClock, UserId};
 use tessera_server::config::{Config, ConfigError, LogFormat, TlsMode};
 use tessera_server::state::key_schedule;
@@ -425,6 +428,8 @@ fn read_password(
             "pass --password-stdin and write the password to standard input",
         ));
     }
+    // Before reading: a bad breached list is reported before anyone types a password.
+    let policy = password_policy(config)?;
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         eprintln!("password (then Enter):");
@@ -435,23 +440,33 @@ fn read_password(
         .read_line(&mut line)
         .map_err(|e| fail(format!("reading stdin: {e}")))?;
     let pw = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    match policy.check(&pw, username) {
+        Ok(()) => Ok(pw),
+        Err(PolicyViolation::BreachedListUnusable(e)) => Err(breached_list_failure(e)),
+        // The message names the rule, never the password.
+        Err(violation) => Err(fail(violation.to_string())),
+    }
+}
+
+/// The policy of `passwords`: lengths, the built-in common list, the breached list if set.
+fn password_policy(config: &Config) -> Result<PasswordPolicy, Failure> {
     let p = &config.passwords;
-    if pw.chars().count() < p.min_length {
-        return Err(fail(format!(
-            "password too short: at least {} characters",
-            p.min_length
-        )));
+    let policy = PasswordPolicy::new(p.min_length, p.max_length);
+    match &p.breached_list {
+        Some(path) => {
+            Ok(policy.with_breached_list(BreachedList::open(path).map_err(breached_list_failure)?))
+        }
+        None => Ok(policy),
     }
-    if pw.len() > p.max_length {
-        return Err(fail(format!(
-            "password too long: at most {} bytes",
-            p.max_length
-        )));
+}
+
+/// A breached list that cannot be searched is a configuration problem (exit 2); no
+/// password is accepted unchecked.
+fn breached_list_failure(e: BreachedListError) -> Failure {
+    Failure {
+        code: 2,
+        message: format!("configuration key `passwords.breached_list`: {e}"),
     }
-    if pw.eq_ignore_ascii_case(username) {
-        return Err(fail("password must not be the username"));
-    }
-    Ok(pw)
 }
 
 fn hash(pw: &str, params: HashParams) -> Result<String, Failure> {

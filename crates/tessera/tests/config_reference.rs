@@ -238,6 +238,15 @@ fn sample_value(section: &str, name: &str, dir: &Path) -> String {
         ("tls", "key") => path("key.pem"),
         ("tokens", "issuer") => "\"https://app.example.com\"".into(),
         ("tokens", "audience") => "\"https://app.example.com\"".into(),
+        ("passwords", "breached_list") => {
+            // Start-up checks the file, so it must exist and be in HIBP's format.
+            std::fs::write(
+                dir.join("pwned-passwords.txt"),
+                "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:10434004\n",
+            )
+            .unwrap();
+            path("pwned-passwords.txt")
+        }
         _ => panic!(
             "docs/configuration.md documents `{section}.{name}` as unset: add a sample value \
              for it to config_reference.rs"

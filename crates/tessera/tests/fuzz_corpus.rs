@@ -240,8 +240,8 @@ mod seeds {
         AccessClaims {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
-            sub: UserId([1; 16]).to_string(),
-            sid: SessionId([2; 16]).to_string(),
+            sub: UserId([1; 16]).to_string().into(),
+            sid: SessionId([2; 16]).to_string().into(),
             iat: NOW.0 - 10,
             nbf: NOW.0 - 10,
             exp: NOW.0 + 290,
@@ -326,10 +326,10 @@ mod seeds {
         });
         w.put("hs256-dpop-bound", sign(&hs, &c));
         let mut c = claims();
-        c.sid = REVOKED_SID.to_string();
+        c.sid = REVOKED_SID.to_string().into();
         w.put("hs256-revoked-session", sign(&hs, &c));
         let mut c = claims();
-        c.sub = CUT_OFF_USER.to_string();
+        c.sub = CUT_OFF_USER.to_string().into();
         c.iat = NOW.0 - 120;
         w.put("eddsa-user-cut-off", sign(&ed, &c));
         let mut c = claims();
@@ -407,7 +407,7 @@ mod seeds {
             [ce.as_bytes(), b"\xff", se.as_bytes()].concat(),
         );
         let mut r = claims();
-        r.sid = REVOKED_SID.to_string();
+        r.sid = REVOKED_SID.to_string().into();
         let (cr, sr) = split(&sign(&hs, &r));
         w.put("hs256-revoked", format!("{cr}|{sr}"));
         w.put("swapped", format!("{s}|{c}"));
