@@ -6,7 +6,7 @@
 //! that slow hashing makes a DDoS easy).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -48,15 +48,9 @@ impl HashPool {
             let rx = Arc::clone(&rx);
             std::thread::Builder::new()
                 .name(format!("tessera-hash-{i}"))
-                .spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
-                    }
+                .spawn(move || {
+                    tessera_core::password::keep_memory_on_this_thread();
+                    hashing_loop(&rx)
                 })?;
         }
         Ok(HashPool {
@@ -90,6 +84,20 @@ impl HashPool {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
                 Err(Overloaded)
             }
+        }
+    }
+}
+
+/// A hashing thread: runs jobs until the pool is dropped.
+fn hashing_loop(rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match rx.lock() {
+            Ok(guard) => guard.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
         }
     }
 }

@@ -90,12 +90,22 @@ fn request_id(req: &Request) -> HeaderValue {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
         })
         .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&tessera_core::b64::encode(
-                tessera_core::random_bytes::<12>(),
-            ))
-            .unwrap_or(HeaderValue::from_static("unknown"))
-        })
+        .unwrap_or_else(new_request_id)
+}
+
+/// A fresh request id: a random per-process prefix and a counter (unique, not secret;
+/// no system call per request, unlike drawing random bytes each time).
+fn new_request_id() -> HeaderValue {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<[u8; 6]> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(tessera_core::random_bytes::<6>);
+    let mut id = [0u8; 12];
+    id[..6].copy_from_slice(prefix);
+    id[6..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes()[2..]);
+    HeaderValue::from_str(&tessera_core::b64::encode(id))
+        .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// Credentialed CORS for the configured extra origins only (never `*`, never `null`).

@@ -11,6 +11,8 @@ use crate::state::{key_schedule, AppState};
 
 /// How many feed ids before the cursor are read again on each pull.
 const FEED_OVERLAP: i64 = 200;
+/// Feed entries read per query.
+const FEED_PAGE: u32 = 10_000;
 
 /// Applies every new revocation-feed entry to the denylist.
 pub async fn pull_revocations(state: &AppState) -> Result<usize, StoreError> {
@@ -24,17 +26,29 @@ pub async fn pull_revocations(state: &AppState) -> Result<usize, StoreError> {
     } else {
         0
     };
-    let entries = state.store.revocations_since(from, now).await?;
-    let mut last = cursor;
-    for r in &entries {
-        match r.target {
-            RevocationTarget::Session(sid) => state.denylist.revoke_session(sid, r.until),
-            RevocationTarget::User(uid) => state.denylist.revoke_user_before(uid, r.at, r.until),
+    // Paged, so that a long feed (a node starting with a million revocations) is never
+    // held in memory as rows: each page goes into the denylist and is dropped.
+    let mut after = from;
+    let mut applied = 0;
+    loop {
+        let page = state.store.revocations_since(after, now, FEED_PAGE).await?;
+        for r in &page {
+            match r.target {
+                RevocationTarget::Session(sid) => state.denylist.revoke_session(sid, r.until),
+                RevocationTarget::User(uid) => {
+                    state.denylist.revoke_user_before(uid, r.at, r.until)
+                }
+            }
+            after = after.max(r.id);
         }
-        last = last.max(r.id);
+        applied += page.len();
+        state
+            .revocation_cursor
+            .fetch_max(after.max(cursor), Ordering::AcqRel);
+        if page.len() < FEED_PAGE as usize {
+            return Ok(applied);
+        }
     }
-    state.revocation_cursor.fetch_max(last, Ordering::AcqRel);
-    Ok(entries.len())
 }
 
 /// Ensures and reloads keys, swapping in a new ring.

@@ -100,8 +100,14 @@ pub trait Store: Send + Sync + 'static {
         at: UnixTime,
         until: UnixTime,
     ) -> Result<Vec<SessionId>>;
-    /// Revocation-feed entries with `id > after` that still matter at `now`, oldest first.
-    async fn revocations_since(&self, after: i64, now: UnixTime) -> Result<Vec<Revocation>>;
+    /// Revocation-feed entries with `id > after` that still matter at `now`, oldest first,
+    /// at most `limit` of them (callers page through a long feed with the last id).
+    async fn revocations_since(
+        &self,
+        after: i64,
+        now: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<Revocation>>;
     /// Deletes sessions, refresh tokens and revocations that can no longer matter.
     async fn purge_expired(&self, now: UnixTime) -> Result<u64>;
 

@@ -556,12 +556,18 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
-            async fn revocations_since(&self, after: i64, now: UnixTime) -> Result<Vec<Revocation>> {
+            async fn revocations_since(
+                &self,
+                after: i64,
+                now: UnixTime,
+                limit: u32,
+            ) -> Result<Vec<Revocation>> {
                 let rows = sqlx::query(
-                    "SELECT id, kind, subject, at, until FROM revocations WHERE id > $1 AND until > $2 ORDER BY id",
+                    "SELECT id, kind, subject, at, until FROM revocations WHERE id > $1 AND until > $2 ORDER BY id LIMIT $3",
                 )
                 .bind(after)
                 .bind(t(now))
+                .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err)?;

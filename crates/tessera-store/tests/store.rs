@@ -328,7 +328,7 @@ mod cases {
     /// The feed entries (from the start, still relevant at `now`) that target session `id`.
     async fn feed_for(store: &dyn Store, id: SessionId, now: UnixTime) -> Vec<Revocation> {
         store
-            .revocations_since(0, now)
+            .revocations_since(0, now, 1000)
             .await
             .unwrap()
             .into_iter()
@@ -878,7 +878,11 @@ mod cases {
             store.create_session(s, &h(tok)).await.unwrap();
         }
 
-        assert!(store.revocations_since(0, T0).await.unwrap().is_empty());
+        assert!(store
+            .revocations_since(0, T0, 1000)
+            .await
+            .unwrap()
+            .is_empty());
 
         // revoke_session: true once, then false; false for an unknown session.
         assert!(store.revoke_session(s3.id, at(50), at(950)).await.unwrap());
@@ -911,7 +915,7 @@ mod cases {
         );
         assert_eq!(revoked_at(store, t1.id).await, None, "other user untouched");
 
-        let feed = store.revocations_since(0, at(100)).await.unwrap();
+        let feed = store.revocations_since(0, at(100), 1000).await.unwrap();
         assert_eq!(feed.len(), 4, "{feed:#?}");
         assert!(
             feed.windows(2).all(|w| w[0].id < w[1].id),
@@ -939,15 +943,32 @@ mod cases {
 
         // The cursor is exclusive.
         assert_eq!(
-            store.revocations_since(feed[0].id, at(100)).await.unwrap(),
+            store
+                .revocations_since(feed[0].id, at(100), 1000)
+                .await
+                .unwrap(),
             feed[1..]
         );
+        // Paging with the last id of each page walks the same feed.
+        let mut paged = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store.revocations_since(after, at(100), 3).await.unwrap();
+            assert!(page.len() <= 3);
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            paged.extend(page);
+        }
+        assert_eq!(paged, feed);
         assert_eq!(
-            store.revocations_since(feed[2].id, at(100)).await.unwrap(),
+            store
+                .revocations_since(feed[2].id, at(100), 1000)
+                .await
+                .unwrap(),
             feed[3..]
         );
         assert!(store
-            .revocations_since(feed[3].id, at(100))
+            .revocations_since(feed[3].id, at(100), 1000)
             .await
             .unwrap()
             .is_empty());
@@ -958,7 +979,10 @@ mod cases {
             .await
             .unwrap()
             .is_empty());
-        let more = store.revocations_since(feed[3].id, at(110)).await.unwrap();
+        let more = store
+            .revocations_since(feed[3].id, at(110), 1000)
+            .await
+            .unwrap();
         assert_eq!(more.len(), 1);
         assert_eq!(
             (more[0].target, more[0].until),
@@ -973,28 +997,28 @@ mod cases {
                 .any(|r| r.target == RevocationTarget::Session(t1.id))
         };
         assert!(t1_entry(
-            &store.revocations_since(0, at(299)).await.unwrap()
+            &store.revocations_since(0, at(299), 1000).await.unwrap()
         ));
-        let at300 = store.revocations_since(0, at(300)).await.unwrap();
+        let at300 = store.revocations_since(0, at(300), 1000).await.unwrap();
         assert!(!t1_entry(&at300), "until == now is over");
         assert_eq!(at300.len(), 5);
-        let at950 = store.revocations_since(0, at(950)).await.unwrap();
+        let at950 = store.revocations_since(0, at(950), 1000).await.unwrap();
         assert!(at950.iter().all(|r| r.until > at(950)), "{at950:#?}");
         assert_eq!(at950.len(), 4);
         assert!(store
-            .revocations_since(0, at(1010))
+            .revocations_since(0, at(1010), 1000)
             .await
             .unwrap()
             .is_empty());
 
         // purge_expired deletes exactly what revocations_since no longer returns.
         assert_eq!(store.purge_expired(at(300)).await.unwrap(), 1);
-        let all = store.revocations_since(0, UnixTime(0)).await.unwrap();
+        let all = store.revocations_since(0, UnixTime(0), 1000).await.unwrap();
         assert_eq!(all.len(), 5);
         assert!(!t1_entry(&all));
         assert_eq!(store.purge_expired(at(300)).await.unwrap(), 0);
         assert_eq!(store.purge_expired(at(1000)).await.unwrap(), 4);
-        let left = store.revocations_since(0, UnixTime(0)).await.unwrap();
+        let left = store.revocations_since(0, UnixTime(0), 1000).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].target, RevocationTarget::User(u1.id));
         // No session was old enough to purge.
