@@ -501,6 +501,20 @@ impl Server {
         raw::send_with_timeout(self.addr, &self.cert_path, request, read_for).await
     }
 
+    /// The process id, while it has not been waited for (to send it signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Waits at most `within` for the process to end by itself (e.g. after a signal);
+    /// its exit status, or `None` if it is still running.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
     /// Kills the process and waits for it to end (its temp folder goes too; a shared
     /// data folder given with [`ServerBuilder::data_dir`] stays).
     pub async fn stop(mut self) {
