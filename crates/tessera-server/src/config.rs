@@ -316,6 +316,10 @@ pub struct PasswordConfig {
     pub workers: usize,
     /// Logins waiting for a hashing thread before new ones get 503. Default 32.
     pub queue: usize,
+    /// Scheduling niceness of the hashing threads (0–19; Linux). Default 10: under a
+    /// login flood the request threads win the CPU, so authenticated traffic keeps its
+    /// latency while logins wait (and overflow into 503 `overloaded`).
+    pub worker_nice: i32,
 }
 
 impl Default for PasswordConfig {
@@ -329,6 +333,7 @@ impl Default for PasswordConfig {
             breached_list: None,
             workers: 0,
             queue: 32,
+            worker_nice: 10,
         }
     }
 }
@@ -548,6 +553,9 @@ impl Config {
         }
         if p.queue == 0 {
             return Err(bad("passwords.queue", "must be at least 1"));
+        }
+        if !(0..=19).contains(&p.worker_nice) {
+            return Err(bad("passwords.worker_nice", "must be between 0 and 19"));
         }
         if let Some(path) = &p.breached_list {
             // Opened and sampled (about 70 reads of 256 bytes) so a missing, unreadable or

@@ -136,8 +136,12 @@ impl AppState {
             .clone()
             .unwrap_or_else(|| public_origin.clone());
         let verifier = Verifier::new(&issuer, &audience, config.tokens.leeway.as_secs());
-        let hash_pool = HashPool::new(config.passwords.workers, config.passwords.queue)
-            .map_err(|e| StartError::Other(format!("cannot start hashing threads: {e}")))?;
+        let hash_pool = HashPool::new(
+            config.passwords.workers,
+            config.passwords.queue,
+            config.passwords.worker_nice,
+        )
+        .map_err(|e| StartError::Other(format!("cannot start hashing threads: {e}")))?;
         let params = config.passwords.params();
         let dummy_hash = hash_pool
             .run(move || tessera_core::password::dummy_hash(params))
