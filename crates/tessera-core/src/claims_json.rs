@@ -155,13 +155,8 @@ impl<'a> Parser<'a> {
                 USERNAME => self.string_into(&mut c.username)?,
                 _ => c.cnf = self.cnf()?,
             }
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    break;
-                }
-                _ => return None,
+            if !self.next_or_close(b'}')? {
+                break;
             }
         }
         (seen & REQUIRED == REQUIRED).then_some(c)
@@ -185,16 +180,22 @@ impl<'a> Parser<'a> {
                 return None;
             }
             jkt = Some(self.small_string()?);
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    break;
-                }
-                _ => return None,
+            if !self.next_or_close(b'}')? {
+                break;
             }
         }
         jkt.map(|jkt| Some(Cnf { jkt }))
+    }
+
+    /// After a member or element: `,` (another follows: `true`) or `close` (done:
+    /// `false`), consumed; anything else is refused.
+    fn next_or_close(&mut self, close: u8) -> Option<bool> {
+        let c = self.peek()?;
+        if c != b',' && c != close {
+            return None;
+        }
+        self.i += 1;
+        Some(c == b',')
     }
 
     fn literal(&mut self, word: &str) -> Option<()> {
@@ -211,13 +212,8 @@ impl<'a> Parser<'a> {
         }
         loop {
             out.push(self.small_string()?);
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    return Some(out);
-                }
-                _ => return None,
+            if !self.next_or_close(b']')? {
+                return Some(out);
             }
         }
     }

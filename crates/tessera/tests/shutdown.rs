@@ -107,6 +107,24 @@ fn assert_exited_0(status: Option<ExitStatus>, server: &Server, what: &str) {
     );
 }
 
+/// Starts an authenticated GET of `path` on a connection of its own and returns once the
+/// upstream has received it.
+async fn in_flight(
+    c: &tessera_testkit::Client,
+    path: &'static str,
+    arrivals: &mut mpsc::UnboundedReceiver<String>,
+) -> tokio::task::JoinHandle<Result<tessera_testkit::Resp, impl std::fmt::Debug>> {
+    let token = c.access_token().unwrap();
+    let mut inflight = c.fresh();
+    let request = tokio::spawn(async move { inflight.get(path).bearer(&token).try_send().await });
+    let target = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
+        .await
+        .expect("the request never reached the upstream")
+        .unwrap();
+    assert_eq!(target, path);
+    request
+}
+
 #[tokio::test]
 async fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
     let body = Arc::new(slow_body());
@@ -115,22 +133,9 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
     let grace = Duration::from_secs(10);
     let mut server = server_before(upstream, "10s").await;
     let c = server.demo_client().await;
-    let token = c.access_token().unwrap();
 
     // An authenticated request that the upstream holds for 1.5 s.
-    let mut inflight = c.fresh();
-    let request = tokio::spawn(async move {
-        inflight
-            .get("/api/slow?n=1")
-            .bearer(&token)
-            .try_send()
-            .await
-    });
-    let target = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
-        .await
-        .expect("the request never reached the upstream")
-        .unwrap();
-    assert_eq!(target, "/api/slow?n=1");
+    let request = in_flight(&c, "/api/slow?n=1", &mut arrivals).await;
 
     let signalled = Instant::now();
     sigterm(&server);
@@ -219,16 +224,8 @@ async fn shutdown_grace_bounds_the_wait_for_a_request_that_does_not_end() {
     let grace = Duration::from_secs(1);
     let mut server = server_before(upstream, "1s").await;
     let c = server.demo_client().await;
-    let token = c.access_token().unwrap();
 
-    let mut inflight = c.fresh();
-    let request =
-        tokio::spawn(async move { inflight.get("/api/stuck").bearer(&token).try_send().await });
-    let target = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
-        .await
-        .expect("the request never reached the upstream")
-        .unwrap();
-    assert_eq!(target, "/api/stuck");
+    let request = in_flight(&c, "/api/stuck", &mut arrivals).await;
 
     let signalled = Instant::now();
     sigterm(&server);
