@@ -109,6 +109,12 @@ fn bench(c: &mut Criterion) {
     let token = KeyRing::new(vec![key], NOW).sign(&claims()).unwrap();
     let payload = token.split('.').nth(1).unwrap().to_owned();
     let json = tessera_core::b64::decode(&payload).unwrap();
+    let (claims_cookie, sig_cookie) = TokenParts::split_cookies(&token).unwrap();
+    g.bench_function("split_cookie_reassembly", |b| {
+        b.iter(|| {
+            TokenParts::from_split(black_box(&claims_cookie), black_box(&sig_cookie)).unwrap()
+        })
+    });
     g.bench_function("claims_parse/tessera", |b| {
         b.iter(|| AccessClaims::from_json(black_box(&json)).unwrap())
     });
