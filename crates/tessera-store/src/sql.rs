@@ -218,8 +218,38 @@ const SESSION_COLS: &str = "id, user_id, created_at, expires_at, revoked_at, dpo
 
 macro_rules! impl_store {
     // `$begin` starts a transaction that will write; see `SQLITE_BEGIN_WRITE`.
-    ($store:ty, $row:ty, $notify:expr, $begin:expr) => {
+    // `$feed_channel`: the NOTIFY channel of the revocation feed, if the database has one.
+    ($store:ty, $db:ty, $row:ty, $notify:expr, $begin:expr, $feed_channel:expr) => {
         impl $store {
+            /// Appends to the revocation feed inside `tx` (and, on PostgreSQL, notifies
+            /// every LISTENing node at commit: the fan-out of revocations).
+            async fn feed_insert(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                kind: &str,
+                subject: &str,
+                at: i64,
+                until: i64,
+            ) -> Result<()> {
+                sqlx::query("INSERT INTO revocations (kind, subject, at, until) VALUES ($1, $2, $3, $4)")
+                    .bind(kind)
+                    .bind(subject)
+                    .bind(at)
+                    .bind(until)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_err)?;
+                let channel: Option<&str> = $feed_channel;
+                if let Some(channel) = channel {
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(channel)
+                        .bind(kind)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            }
+
             fn user_from(row: &$row) -> Result<User> {
                 let roles: String = row.try_get("roles").map_err(db_err)?;
                 Ok(User {
@@ -726,52 +756,6 @@ macro_rules! impl_store {
     };
 }
 
-impl SqliteStore {
-    async fn feed_insert(
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-        kind: &str,
-        subject: &str,
-        at: i64,
-        until: i64,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO revocations (kind, subject, at, until) VALUES ($1, $2, $3, $4)")
-            .bind(kind)
-            .bind(subject)
-            .bind(at)
-            .bind(until)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
-}
-
-impl PgStore {
-    async fn feed_insert(
-        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-        kind: &str,
-        subject: &str,
-        at: i64,
-        until: i64,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO revocations (kind, subject, at, until) VALUES ($1, $2, $3, $4)")
-            .bind(kind)
-            .bind(subject)
-            .bind(at)
-            .bind(until)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err)?;
-        // Delivered at commit to every node LISTENing: the fan-out of revocations.
-        sqlx::query("SELECT pg_notify('tessera_revocations', $1)")
-            .bind(kind)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
-}
-
 async fn no_notify(_: &SqlitePool, _: &str) {}
 
 async fn pg_notify(pool: &PgPool, what: &str) {
@@ -791,8 +775,17 @@ const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 impl_store!(
     SqliteStore,
+    sqlx::Sqlite,
     sqlx::sqlite::SqliteRow,
     no_notify,
-    SQLITE_BEGIN_WRITE
+    SQLITE_BEGIN_WRITE,
+    None
 );
-impl_store!(PgStore, sqlx::postgres::PgRow, pg_notify, "BEGIN");
+impl_store!(
+    PgStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    pg_notify,
+    "BEGIN",
+    Some("tessera_revocations")
+);
