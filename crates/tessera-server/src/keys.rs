@@ -109,6 +109,12 @@ pub async fn ensure_keys(
     now: UnixTime,
 ) -> Result<(), KeysError> {
     let keys = store.list_keys().await?;
+    // Every stored key must open and be usable before anything is changed: a row that
+    // cannot (wrong master key, a planted short HMAC secret) would otherwise count as the
+    // active key and get the good one retired before `load_ring` refuses it.
+    for k in &keys {
+        unseal(master, k)?;
+    }
     let signing = |k: &&StoredKey| k.activates_at <= now && k.retires_at.is_none_or(|r| r > now);
     let active = keys
         .iter()

@@ -701,6 +701,18 @@ async fn rfc8725_3_2_a_short_hs256_key_stops_start_up() {
             "{len}-byte key: the message does not name key {kid}:\n{}",
             e.stderr
         );
+        // The refused start changed nothing: the good key is neither retired nor expiring.
+        let store = tessera_store::open(&store_url(&dir.path().join("data")))
+            .await
+            .unwrap();
+        let keys = store.list_keys().await.unwrap();
+        let good: Vec<_> = keys.iter().filter(|k| k.kid != kid).collect();
+        assert_eq!(good.len(), 1, "{keys:?}");
+        assert_eq!(
+            (good[0].retires_at, good[0].expires_at),
+            (None, None),
+            "{len}-byte key: the good key was retired by a refused start"
+        );
     }
 }
 
