@@ -29,12 +29,6 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
     STRICT.decode(s).ok()
 }
 
-/// Decodes into `out` (cleared first); `false` on any deviation.
-pub fn decode_into(s: &str, out: &mut Vec<u8>) -> bool {
-    out.clear();
-    STRICT.decode_vec(s, out).is_ok()
-}
-
 /// Decodes into `out`, returning the decoded length `n`; `None` on any deviation or if
 /// `out` is shorter than `n`. Bytes of `out` past `n` may be overwritten.
 ///

@@ -77,21 +77,22 @@ impl AccessClaims {
         crate::claims_json::parse(json)
     }
 
-    /// Decodes a payload segment strictly, on the stack when it fits (a tessera token's
-    /// claims are a few hundred bytes), else in `heap`.
+    /// Decodes a payload segment strictly (one decoder, [`b64::decode_slice`]), on the
+    /// stack when it fits (a tessera token's claims are a few hundred bytes), else in `heap`.
     pub(crate) fn decode_payload<'b>(
         payload: &str,
         stack: &'b mut [u8; PAYLOAD_STACK],
         heap: &'b mut Vec<u8>,
     ) -> Result<&'b [u8], TokenError> {
-        if payload.len().div_ceil(4) * 3 <= stack.len() {
-            let n = b64::decode_slice(payload, stack).ok_or(TokenError::Malformed)?;
-            stack.get(..n).ok_or(TokenError::Malformed)
-        } else if b64::decode_into(payload, heap) {
-            Ok(&heap[..])
+        let most = payload.len() / 4 * 3 + 2;
+        let out: &'b mut [u8] = if most <= stack.len() {
+            stack
         } else {
-            Err(TokenError::Malformed)
-        }
+            heap.resize(most, 0);
+            heap
+        };
+        let n = b64::decode_slice(payload, out).ok_or(TokenError::Malformed)?;
+        out.get(..n).ok_or(TokenError::Malformed)
     }
 
     /// The session id, parsed.

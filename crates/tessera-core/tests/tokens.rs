@@ -488,3 +488,24 @@ fn cache_skips_crypto_but_never_revocation_expiry_or_tampering() {
     cache.clear();
     assert!(cache.is_empty());
 }
+
+/// Claims too large for the on-stack decoding buffer take the heap path with the same
+/// decoder and the same verdicts.
+#[test]
+fn large_claims_decode_on_the_heap_alike() {
+    let r = ring(Algorithm::HS256);
+    let mut c = claims();
+    c.roles = (0..200).map(|i| format!("role-{i:04}").into()).collect();
+    let t = r.sign(&c).unwrap();
+    let (h, p, s) = parts(&t);
+    assert!(
+        p.len() > 2000,
+        "payload of {} chars stays on the stack",
+        p.len()
+    );
+    assert_eq!(verify(&r, &t), Ok(c));
+    assert_eq!(
+        verify(&r, &format!("{h}.{}+.{s}", &p[..p.len() - 1])),
+        Err(TokenError::Malformed)
+    );
+}
