@@ -16,6 +16,7 @@
 //! the whole parse allocates only the `roles` vector.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use compact_str::CompactString;
 
@@ -72,11 +73,126 @@ const REQUIRED: u16 = ISS | AUD | SUB | SID | IAT | NBF | EXP | JTI | ROLES | US
 /// Parses the decoded payload of an access token. `None` on anything the derived serde
 /// implementation of [`AccessClaims`] would refuse.
 pub(crate) fn parse(bytes: &[u8]) -> Option<AccessClaims> {
+    let mut claims = empty();
+    parse_into(bytes, &mut claims)?;
+    Some(claims)
+}
+
+/// Like [`parse`], but the claims are written straight into their shared allocation (the
+/// verification path hands them out as an `Arc`): no copy of the whole struct.
+pub(crate) fn parse_shared(bytes: &[u8]) -> Option<Arc<AccessClaims>> {
+    let mut shared = Arc::new(empty());
+    parse_into(bytes, Arc::get_mut(&mut shared)?)?;
+    Some(shared)
+}
+
+fn empty() -> AccessClaims {
+    AccessClaims {
+        iss: CompactString::default(),
+        aud: CompactString::default(),
+        sub: CompactString::default(),
+        sid: CompactString::default(),
+        iat: 0,
+        nbf: 0,
+        exp: 0,
+        jti: CompactString::default(),
+        roles: Vec::new(),
+        username: CompactString::default(),
+        cnf: None,
+    }
+}
+
+/// Parses into `c`, which must be [`empty`] (strings are appended to).
+fn parse_into(bytes: &[u8], c: &mut AccessClaims) -> Option<()> {
     let text = std::str::from_utf8(bytes).ok()?;
+    if canonical(text, c).is_some() {
+        return Some(());
+    }
+    // Not in the signer's own layout: start again with the general parser.
+    *c = empty();
     let mut p = Parser { s: text, i: 0 };
-    let claims = p.claims()?;
+    p.claims(c)?;
     p.ws();
-    (p.i == text.len()).then_some(claims)
+    (p.i == text.len()).then_some(())
+}
+
+/// The fast path: exactly the layout tessera's signer writes (serde_json's compact output
+/// of [`AccessClaims`]: fields in declaration order, no whitespace, `cnf` absent or an
+/// object, strings that needed no escape). Fixed literals replace name dispatch,
+/// whitespace skipping and duplicate tracking. `None` as soon as the input departs from
+/// that layout, valid or not; the caller then runs the general parser from scratch, so
+/// every verdict is the general parser's (the differential tests go through here too).
+#[inline(always)]
+fn canonical(text: &str, c: &mut AccessClaims) -> Option<()> {
+    let mut f = Fast {
+        s: text,
+        b: text.as_bytes(),
+        i: 0,
+    };
+    f.lit(b"{\"iss\":\"")?;
+    c.iss.push_str(f.string()?);
+    f.lit(b",\"aud\":\"")?;
+    c.aud.push_str(f.string()?);
+    f.lit(b",\"sub\":\"")?;
+    c.sub.push_str(f.string()?);
+    f.lit(b",\"sid\":\"")?;
+    c.sid.push_str(f.string()?);
+    f.lit(b",\"iat\":")?;
+    c.iat = read_u64(f.b, &mut f.i)?;
+    f.lit(b",\"nbf\":")?;
+    c.nbf = read_u64(f.b, &mut f.i)?;
+    f.lit(b",\"exp\":")?;
+    c.exp = read_u64(f.b, &mut f.i)?;
+    f.lit(b",\"jti\":\"")?;
+    c.jti.push_str(f.string()?);
+    f.lit(b",\"roles\":[")?;
+    if f.lit(b"]").is_none() {
+        loop {
+            f.lit(b"\"")?;
+            c.roles.push(CompactString::new(f.string()?));
+            if f.lit(b"]").is_some() {
+                break;
+            }
+            f.lit(b",")?;
+        }
+    }
+    f.lit(b",\"username\":\"")?;
+    c.username.push_str(f.string()?);
+    if f.lit(b",\"cnf\":{\"jkt\":\"").is_some() {
+        let jkt = CompactString::new(f.string()?);
+        f.lit(b"}")?;
+        c.cnf = Some(Cnf { jkt });
+    }
+    f.lit(b"}")?;
+    (f.i == f.b.len()).then_some(())
+}
+
+struct Fast<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Fast<'a> {
+    /// Consumes exactly `l`.
+    #[inline(always)]
+    fn lit(&mut self, l: &[u8]) -> Option<()> {
+        let end = self.i + l.len();
+        (self.b.get(self.i..end)? == l).then(|| self.i = end)
+    }
+
+    /// The rest of a string whose opening quote is consumed, up to its closing quote
+    /// (consumed); `None` if an escape or control byte comes first.
+    #[inline(always)]
+    fn string(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        let j = special_at(self.b, start);
+        if *self.b.get(j)? != b'"' {
+            return None;
+        }
+        self.i = j + 1;
+        self.s.get(start..j)
+    }
 }
 
 struct Parser<'a> {
@@ -112,22 +228,9 @@ impl<'a> Parser<'a> {
         (self.peek()? == c).then(|| self.i += 1)
     }
 
-    fn claims(&mut self) -> Option<AccessClaims> {
+    fn claims(&mut self, c: &mut AccessClaims) -> Option<()> {
         self.eat(b'{')?;
         let mut seen = 0u16;
-        let mut c = AccessClaims {
-            iss: CompactString::default(),
-            aud: CompactString::default(),
-            sub: CompactString::default(),
-            sid: CompactString::default(),
-            iat: 0,
-            nbf: 0,
-            exp: 0,
-            jti: CompactString::default(),
-            roles: Vec::new(),
-            username: CompactString::default(),
-            cnf: None,
-        };
         if self.peek()? == b'}' {
             // An empty object lacks every required name.
             return None;
@@ -159,7 +262,7 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        (seen & REQUIRED == REQUIRED).then_some(c)
+        (seen & REQUIRED == REQUIRED).then_some(())
     }
 
     /// `null` or `{"jkt": "..."}`.
@@ -307,37 +410,42 @@ impl<'a> Parser<'a> {
     #[inline(always)]
     fn u64(&mut self) -> Option<u64> {
         self.ws();
-        let b = self.bytes();
-        let first = *b.get(self.i)?;
-        if !first.is_ascii_digit() {
-            return None;
-        }
-        let mut n = u64::from(first - b'0');
-        self.i += 1;
-        if first == b'0' {
-            if b.get(self.i).is_some_and(u8::is_ascii_digit) {
-                return None;
-            }
-        } else {
-            // Eight digits at a time while they last (timestamps have ten), then one by one.
-            if let Some(v) = b.get(self.i..self.i + 8).and_then(eight_digits) {
-                n = n * 100_000_000 + v;
-                self.i += 8;
-            }
-            while let Some(&c) = b.get(self.i) {
-                if !c.is_ascii_digit() {
-                    break;
-                }
-                n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-                self.i += 1;
-            }
-        }
-        // A fraction or exponent makes it a float, which a u64 field refuses.
-        if matches!(b.get(self.i), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
-        Some(n)
+        read_u64(self.bytes(), &mut self.i)
     }
+}
+
+/// A JSON number at `b[*i..]` that is an integer in `u64`; `*i` moves past it.
+#[inline(always)]
+fn read_u64(b: &[u8], i: &mut usize) -> Option<u64> {
+    let first = *b.get(*i)?;
+    if !first.is_ascii_digit() {
+        return None;
+    }
+    let mut n = u64::from(first - b'0');
+    *i += 1;
+    if first == b'0' {
+        if b.get(*i).is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+    } else {
+        // Eight digits at a time while they last (timestamps have ten), then one by one.
+        if let Some(v) = b.get(*i..*i + 8).and_then(eight_digits) {
+            n = n * 100_000_000 + v;
+            *i += 8;
+        }
+        while let Some(&c) = b.get(*i) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            *i += 1;
+        }
+    }
+    // A fraction or exponent makes it a float, which a u64 field refuses.
+    if matches!(b.get(*i), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    Some(n)
 }
 
 /// The index of the first `"`, `\\` or control byte at or after `from` (`b.len()` if
@@ -492,6 +600,52 @@ mod tests {
         agree(&bad_utf8);
     }
 
+    #[test]
+    fn the_fast_path_takes_the_signers_layout_and_hands_anything_else_over_whole() {
+        let mut c = empty();
+        assert!(canonical(VALID, &mut c).is_some());
+        assert_eq!(Some(c), serde(VALID.as_bytes()));
+        let bound = signed_bound();
+        let mut c = empty();
+        assert!(canonical(&bound, &mut c).is_some());
+        assert!(c.cnf.is_some());
+        assert_eq!(Some(c), serde(bound.as_bytes()));
+        let mut c = empty();
+        assert!(canonical(BOUND, &mut c).is_none());
+        // Valid but not the signer's layout: the general parser decides, from scratch.
+        // The escape sits in the last string, after the fast path has filled the rest
+        // (roles included): nothing of that attempt may survive.
+        for other in [
+            VALID.replace("alice@", "alice\\u0040"),
+            VALID.replace("{\"iss\"", "{ \"iss\""),
+            VALID.replace(",\"username\"", ", \"username\""),
+        ] {
+            let mut c = empty();
+            assert!(canonical(&other, &mut c).is_none(), "{other}");
+            let parsed = parse(other.as_bytes());
+            assert!(parsed.is_some(), "{other}");
+            assert_eq!(parsed, serde(other.as_bytes()));
+            assert_eq!(parsed.map(|c| c.roles.len()), Some(2));
+        }
+        // The signer's layout with trailing data, or a float: refused by both.
+        for bad in [
+            format!("{VALID} x"),
+            VALID.replace("1800000300", "1800000300.5"),
+        ] {
+            assert_eq!(parse(bad.as_bytes()), None, "{bad}");
+            agree(bad.as_bytes());
+        }
+    }
+
+    /// DPoP-bound claims exactly as the signer writes them.
+    fn signed_bound() -> String {
+        let mut c = serde(VALID.as_bytes()).expect("valid");
+        c.cnf = Some(Cnf {
+            jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into(),
+        });
+        serde_json::to_string(&c).expect("serialises")
+    }
+
     /// Thousands of mutations of valid claims: both parsers must agree on every one.
     #[test]
     fn differential_against_serde() {
@@ -533,9 +687,14 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
+        let signed = signed_bound();
         let mut accepted = 0;
         for round in 0..60_000u32 {
-            let base = if round % 2 == 0 { VALID } else { BOUND };
+            let base = match round % 3 {
+                0 => VALID,
+                1 => BOUND,
+                _ => &signed,
+            };
             let mut s = base.as_bytes().to_vec();
             for _ in 0..=(next() % 3) {
                 let at = (next() as usize) % (s.len() + 1);

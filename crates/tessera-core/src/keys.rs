@@ -55,6 +55,10 @@ enum Material {
     },
     Hmac {
         key: hmac::Key,
+        /// The MAC state after this key's header segment and the '.' that follows it:
+        /// every token this key verifies starts with exactly those bytes, so their
+        /// SHA-256 blocks are hashed once here, not on every request.
+        after_header: hmac::Context,
         secret: Zeroizing<Vec<u8>>,
     },
 }
@@ -125,6 +129,11 @@ impl SigningKey {
         if kid.is_empty() || kid.len() > 64 || !b64::is_b64url(&kid) {
             return Err(KeyError::Invalid);
         }
+        let header_b64 = b64::encode(format!(
+            r#"{{"alg":"{}","typ":"at+jwt","kid":"{}"}}"#,
+            alg.name(),
+            kid
+        ));
         let material = match alg {
             Algorithm::EdDSA => {
                 let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(secret)
@@ -145,19 +154,19 @@ impl SigningKey {
                 if secret.len() < 32 {
                     return Err(KeyError::TooShort(secret.len()));
                 }
+                let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+                let mut after_header = hmac::Context::with_key(&key);
+                after_header.update(header_b64.as_bytes());
+                after_header.update(b".");
                 Material::Hmac {
-                    key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+                    key,
+                    after_header,
                     secret: Zeroizing::new(secret.to_vec()),
                 }
             }
         };
-        let header = format!(
-            r#"{{"alg":"{}","typ":"at+jwt","kid":"{}"}}"#,
-            alg.name(),
-            kid
-        );
         Ok(SigningKey {
-            header_b64: b64::encode(header),
+            header_b64,
             kid_shared: kid.as_str().into(),
             kid,
             alg,
@@ -225,12 +234,15 @@ impl SigningKey {
         }
     }
 
-    fn verify_signature(&self, header: &str, payload: &str, sig_b64: &str) -> bool {
+    /// Checks `sig_b64` over this key's header segment, '.', and `payload`: callers have
+    /// matched the token's header to [`SigningKey::header_b64`] byte for byte.
+    fn verify_signature(&self, payload: &str, sig_b64: &str) -> bool {
         match &self.material {
             Material::Ed25519 { public, .. } => {
                 let Some(sig) = b64::decode_array::<64>(sig_b64) else {
                     return false;
                 };
+                let header = &self.header_b64;
                 let mut msg = Vec::with_capacity(header.len() + 1 + payload.len());
                 msg.extend_from_slice(header.as_bytes());
                 msg.push(b'.');
@@ -239,13 +251,11 @@ impl SigningKey {
                     .verify(&msg, &sig)
                     .is_ok()
             }
-            Material::Hmac { key, .. } => {
+            Material::Hmac { after_header, .. } => {
                 let Some(tag) = b64::decode_array::<32>(sig_b64) else {
                     return false;
                 };
-                let mut ctx = hmac::Context::with_key(key);
-                ctx.update(header.as_bytes());
-                ctx.update(b".");
+                let mut ctx = after_header.clone();
                 ctx.update(payload.as_bytes());
                 let expected = ctx.sign();
                 // Constant-time comparison of the tags.
@@ -438,14 +448,11 @@ impl KeyRing {
         let mut stack = [0u8; PAYLOAD_STACK];
         let mut heap = Vec::new();
         let json = AccessClaims::decode_payload(parts.payload, &mut stack, &mut heap)?;
-        if !key.verify_signature(parts.header, parts.payload, parts.signature) {
-            return Err(TokenError::BadSignature);
+        if !key.verify_signature(parts.payload, parts.signature) {
+            return Err(Self::classify_bad_signature(parts.signature));
         }
-        let claims = AccessClaims::from_json(json).ok_or(TokenError::BadClaims)?;
-        Ok((
-            std::sync::Arc::new(claims),
-            std::sync::Arc::clone(&key.kid_shared),
-        ))
+        let claims = crate::claims_json::parse_shared(json).ok_or(TokenError::BadClaims)?;
+        Ok((claims, std::sync::Arc::clone(&key.kid_shared)))
     }
 
     fn key_for_header(&self, header: &str) -> Result<&SigningKey, TokenError> {
@@ -453,6 +460,16 @@ impl KeyRing {
             return Ok(k);
         }
         Err(self.classify_bad_header(header))
+    }
+
+    /// Only on the failure path: a signature outside the alphabet is malformed, not wrong.
+    #[cold]
+    fn classify_bad_signature(signature: &str) -> TokenError {
+        if b64::is_b64url(signature) {
+            TokenError::BadSignature
+        } else {
+            TokenError::Malformed
+        }
     }
 
     /// Only on the failure path: says why a header matched no key, for logs and tests.
