@@ -47,6 +47,9 @@ impl Algorithm {
     }
 }
 
+// A process holds a handful of keys: the size difference costs nothing, boxing the MAC
+// state would add an indirection to every check.
+#[allow(clippy::large_enum_variant)]
 enum Material {
     Ed25519 {
         pair: Ed25519KeyPair,
