@@ -448,7 +448,7 @@ impl KeyRing {
         let key = self.key_for_header(parts.header)?;
         // Strict decoding is the payload's alphabet check: malformed input never reaches
         // the signature.
-        let mut stack = [0u8; PAYLOAD_STACK];
+        let mut stack = [std::mem::MaybeUninit::uninit(); PAYLOAD_STACK];
         let mut heap = Vec::new();
         let json = AccessClaims::decode_payload(parts.payload, &mut stack, &mut heap)?;
         if !key.verify_signature(parts.payload, parts.signature) {
