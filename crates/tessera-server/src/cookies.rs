@@ -84,7 +84,7 @@ pub fn read(headers: &HeaderMap) -> Result<TesseraCookies<'_>, AppError> {
 /// Removes tessera's cookies from the `Cookie` headers, keeping the others (for the
 /// upstream). Returns the rewritten header value, or `None` if nothing is left.
 pub fn strip(headers: &HeaderMap) -> Option<HeaderValue> {
-    let mut kept: Vec<&str> = Vec::new();
+    let mut kept = String::new();
     for value in headers.get_all(header::COOKIE) {
         let Ok(s) = value.to_str() else { continue };
         for pair in s.split(';') {
@@ -93,13 +93,16 @@ pub fn strip(headers: &HeaderMap) -> Option<HeaderValue> {
             if pair.is_empty() || ALL.contains(&name) {
                 continue;
             }
-            kept.push(pair);
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(pair);
         }
     }
     if kept.is_empty() {
         return None;
     }
-    HeaderValue::from_str(&kept.join("; ")).ok()
+    HeaderValue::from_str(&kept).ok()
 }
 
 /// A `Set-Cookie` value. Every tessera cookie is `Secure`, has an explicit `SameSite` and

@@ -9,11 +9,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -69,12 +68,15 @@ pub fn path_is_canonical(path: &str) -> bool {
     if !path.starts_with('/') || path.contains("//") || path.contains(';') || path.contains('\\') {
         return false;
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2e")
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains("%00")
-    {
+    // Encoded dots, separators and NUL, in either case (no lowercased copy of the path).
+    let encoded_special = path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                [w[1], w[2].to_ascii_lowercase()],
+                [b'2', b'e'] | [b'2', b'f'] | [b'5', b'c'] | [b'0', b'0']
+            )
+    });
+    if encoded_special {
         return false;
     }
     !path.split('/').any(|seg| seg == "." || seg == "..")
@@ -89,32 +91,30 @@ fn is_public(config: &Config, path: &str) -> bool {
 
 /// Headers never forwarded in either direction (RFC 9110 §7.6.1) besides those named in
 /// `Connection`.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-];
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
-fn remove_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
+/// The names a `Connection` header lists (hop-by-hop for this message). Empty, without
+/// allocating, when there is none, as on almost every request.
+fn connection_listed(h: &HeaderMap) -> Vec<HeaderName> {
+    h.get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in listed {
-        h.remove(n);
-    }
-    for n in HOP_BY_HOP {
-        h.remove(n);
-    }
-    h.remove(header::UPGRADE);
+        .collect()
 }
 
 /// Identity-looking request headers a client must never be able to set.
@@ -129,6 +129,37 @@ fn is_spoofable_identity(name: &str) -> bool {
         || name.starts_with("x-forwarded-preferred-username")
         || name == "remote-user"
 }
+
+/// Request headers that are tessera's business and never the upstream's: credentials
+/// (tessera's cookies are stripped from `Cookie` separately), the client's `Host`, and
+/// method overrides, which would let a GET (no CSRF check) act as a DELETE upstream.
+fn is_consumed_here(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization"
+            | "host"
+            | "cookie"
+            | "dpop"
+            | "x-csrf-token"
+            | "x-http-method-override"
+            | "x-http-method"
+            | "x-method-override"
+    )
+}
+
+/// Forwarding headers, believed from trusted proxies only.
+fn is_forwarding(name: &str) -> bool {
+    matches!(
+        name,
+        "x-forwarded-for" | "x-forwarded-host" | "x-forwarded-proto" | "forwarded" | "x-real-ip"
+    )
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
+const X_TESSERA_CLIENT: HeaderName = HeaderName::from_static("x-tessera-client");
 
 /// Who the upstream is told made the request.
 #[derive(Debug, Clone, Copy)]
@@ -147,66 +178,46 @@ fn upstream_request_headers(
     peer: Option<PeerAddr>,
     caller: Caller<'_>,
 ) -> HeaderMap {
-    let mut h = src.clone();
-    remove_hop_by_hop(&mut h);
-    let spoofable: Vec<HeaderName> = h
-        .keys()
-        .filter(|n| is_spoofable_identity(n.as_str()))
-        .cloned()
-        .collect();
-    for n in spoofable {
-        h.remove(n);
+    let peer_trusted = peer.is_some_and(|p| state.config.trusted_proxies.contains(&p.0.ip()));
+    let signed = matches!(caller, Caller::Client(_));
+    let listed = connection_listed(src);
+    // One pass over the client's headers, keeping what may go on (values are shared, not
+    // copied); then tessera's own headers are added.
+    let mut h = HeaderMap::with_capacity(src.len() + 8);
+    for (name, value) in src {
+        let n = name.as_str();
+        let dropped = is_hop_by_hop(n)
+            || is_spoofable_identity(n)
+            || is_consumed_here(n)
+            || (!peer_trusted && is_forwarding(n))
+            // The signature was for tessera; the upstream gets the verified name instead.
+            || (signed && (n == "signature" || n == "signature-input"))
+            || listed.contains(name);
+        if !dropped {
+            h.append(name.clone(), value.clone());
+        }
     }
-    for n in [
-        header::AUTHORIZATION,
-        header::HOST,
-        HeaderName::from_static("dpop"),
-        HeaderName::from_static("x-csrf-token"),
-        // Method overrides would let a GET (no CSRF check) act as a DELETE upstream.
-        HeaderName::from_static("x-http-method-override"),
-        HeaderName::from_static("x-http-method"),
-        HeaderName::from_static("x-method-override"),
-    ] {
-        h.remove(n);
-    }
-    h.remove(header::COOKIE);
     if let Some(c) = cookies::strip(src) {
         h.insert(header::COOKIE, c);
     }
-    // Forwarding headers: believed from trusted proxies only, otherwise replaced.
-    let peer_trusted = peer.is_some_and(|p| state.config.trusted_proxies.contains(&p.0.ip()));
-    if !peer_trusted {
-        for n in [
-            "x-forwarded-for",
-            "x-forwarded-host",
-            "x-forwarded-proto",
-            "forwarded",
-            "x-real-ip",
-        ] {
-            h.remove(n);
-        }
-    }
     if let Some(p) = peer {
-        let prior = h
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let value = match prior {
-            Some(prior) => format!("{prior}, {}", p.0.ip()),
-            None => p.0.ip().to_string(),
+        let ip = p.0.ip();
+        let value = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prior) => format!("{prior}, {ip}"),
+            None => ip.to_string(),
         };
         if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert("x-forwarded-for", v);
+            h.insert(X_FORWARDED_FOR, v);
         }
     }
-    if !h.contains_key("x-forwarded-proto") {
+    if !h.contains_key(&X_FORWARDED_PROTO) {
         h.insert(
-            "x-forwarded-proto",
+            X_FORWARDED_PROTO,
             HeaderValue::from_static(if state.tls { "https" } else { "http" }),
         );
     }
-    if let (Some(host), false) = (src.get(header::HOST), h.contains_key("x-forwarded-host")) {
-        h.insert("x-forwarded-host", host.clone());
+    if let (Some(host), false) = (src.get(header::HOST), h.contains_key(&X_FORWARDED_HOST)) {
+        h.insert(X_FORWARDED_HOST, host.clone());
     }
     match caller {
         Caller::Anonymous => {}
@@ -217,36 +228,41 @@ fn upstream_request_headers(
         }
         Caller::Client(name) => {
             if let Ok(v) = HeaderValue::from_str(name) {
-                h.insert("x-tessera-client", v);
+                h.insert(X_TESSERA_CLIENT, v);
             }
-            // The signature was for tessera; the upstream gets the verified name instead.
-            h.remove("signature");
-            h.remove("signature-input");
         }
     }
     h
 }
 
+/// Hop-by-hop headers and tessera's cookies are dropped from the upstream's answer; the
+/// map is only rebuilt when one is there (rare), after one read-only pass.
 fn clean_response_headers(h: &mut HeaderMap) {
-    remove_hop_by_hop(h);
-    // The upstream may not set, replace or clear tessera's cookies.
-    let kept: Vec<HeaderValue> = h
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter(|v| {
-            let name = v
-                .to_str()
-                .ok()
-                .and_then(|s| s.split('=').next())
-                .map(str::trim)
-                .unwrap_or("");
-            !cookies::ALL.iter().any(|c| c.eq_ignore_ascii_case(name))
-        })
-        .cloned()
-        .collect();
-    h.remove(header::SET_COOKIE);
-    for v in kept {
-        h.append(header::SET_COOKIE, v);
+    let tessera_cookie = |v: &HeaderValue| {
+        let name = v
+            .to_str()
+            .ok()
+            .and_then(|s| s.split('=').next())
+            .map(str::trim)
+            .unwrap_or("");
+        cookies::ALL.iter().any(|c| c.eq_ignore_ascii_case(name))
+    };
+    let listed = connection_listed(h);
+    let drop = |name: &HeaderName, value: &HeaderValue| {
+        is_hop_by_hop(name.as_str())
+            || listed.contains(name)
+            // The upstream may not set, replace or clear tessera's cookies.
+            || (name == header::SET_COOKIE && tessera_cookie(value))
+    };
+    if !h.iter().any(|(n, v)| drop(n, v)) {
+        return;
+    }
+    let old = std::mem::take(h);
+    h.reserve(old.len());
+    for (name, value) in &old {
+        if !drop(name, value) {
+            h.append(name.clone(), value.clone());
+        }
     }
 }
 
@@ -278,16 +294,15 @@ pub async fn proxy(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(AppError::payload_too_large());
     }
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let uri = Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(format!("{}{}", upstream.base_path, path_and_query))
-        .build()
-        .map_err(|_| AppError::invalid_request("bad request target"))?;
+    let uri = upstream_uri(upstream, &parts.uri)?;
     let peer = parts.extensions.get::<PeerAddr>().copied();
     let headers = upstream_request_headers(state, &parts.headers, peer, caller);
-    let body = Body::new(http_body_util::Limited::new(body, limit));
+    // A request without a body (most GETs) has nothing to bound.
+    let body = if body.is_end_stream() {
+        Body::empty()
+    } else {
+        Body::new(http_body_util::Limited::new(body, limit))
+    };
     let mut out = axum::http::Request::builder().method(parts.method).uri(uri);
     if let Some(h) = out.headers_mut() {
         *h = headers;
@@ -314,10 +329,26 @@ pub async fn proxy(
     };
     let (mut parts, body) = res.into_parts();
     clean_response_headers(&mut parts.headers);
-    Ok(Response::from_parts(
-        parts,
-        Body::new(body.map_err(axum::Error::new)),
-    ))
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// The upstream's URI for a request target: the configured base path, then the target's
+/// path and query (shared, not copied, when there is no base path).
+fn upstream_uri(upstream: &Upstream, target: &Uri) -> Result<Uri, AppError> {
+    let pq = match target.path_and_query() {
+        Some(pq) if upstream.base_path.is_empty() => pq.clone(),
+        pq => {
+            let pq = pq.map_or("/", |pq| pq.as_str());
+            format!("{}{pq}", upstream.base_path)
+                .parse()
+                .map_err(|_| AppError::invalid_request("bad request target"))?
+        }
+    };
+    let mut parts = axum::http::uri::Parts::default();
+    parts.scheme = Some(upstream.scheme.clone());
+    parts.authority = Some(upstream.authority.clone());
+    parts.path_and_query = Some(pq);
+    Uri::from_parts(parts).map_err(|_| AppError::invalid_request("bad request target"))
 }
 
 /// True if `path` names a regular file under `dir` (directories map to `index.html`).
@@ -341,23 +372,25 @@ pub async fn fallback(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Response, AppError> {
-    let path = req.uri().path().to_owned();
-    if !path_is_canonical(&path) {
+    // A cheap handle on the target (shared bytes), as `req` moves on below.
+    let uri = req.uri().clone();
+    let path = uri.path();
+    if !path_is_canonical(path) {
         return Err(AppError::invalid_request("non-canonical path"));
     }
     let method = req.method().clone();
     if method == Method::GET || method == Method::HEAD {
         if let Some(dir) = &state.config.static_dir {
-            if static_exists(dir, &path).await {
+            if static_exists(dir, path).await {
                 return Ok(serve_static(dir, req).await);
             }
         } else if state.demo_assets {
-            if let Some(res) = assets::demo(&path) {
+            if let Some(res) = assets::demo(path) {
                 return Ok(res);
             }
         }
     }
-    route_upstream(state, req, &path).await
+    route_upstream(state, req, path).await
 }
 
 async fn route_upstream(
@@ -365,18 +398,18 @@ async fn route_upstream(
     req: Request,
     path: &str,
 ) -> Result<Response, AppError> {
-    let Some(upstream) = state.upstream.clone() else {
+    let Some(upstream) = &state.upstream else {
         return Err(AppError::not_found());
     };
     if is_public(&state.config, path) {
-        return proxy(&state, &upstream, req, Caller::Anonymous).await;
+        return proxy(&state, upstream, req, Caller::Anonymous).await;
     }
     let h = req.headers();
-    if !h.contains_key(header::AUTHORIZATION) && h.contains_key("signature-input") {
-        return signed_request(&state, &upstream, req).await;
+    if !h.contains_key(header::AUTHORIZATION) && h.contains_key(&SIGNATURE_INPUT) {
+        return signed_request(&state, upstream, req).await;
     }
     let identity = auth::authenticate(&state, req.method(), path, req.headers())?;
-    proxy(&state, &upstream, req, Caller::User(&identity)).await
+    proxy(&state, upstream, req, Caller::User(&identity)).await
 }
 
 fn one_header<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AppError> {

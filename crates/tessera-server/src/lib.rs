@@ -77,11 +77,13 @@ fn check_request_shape(state: &AppState, req: &Request) -> Result<(), error::App
     Ok(())
 }
 
+const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
 /// The request id: the client's `X-Request-Id` if it is short and plain, else a new one.
 /// It is forwarded upstream and returned, so logs on both sides can be joined.
 fn request_id(req: &Request) -> HeaderValue {
     req.headers()
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 64
@@ -136,7 +138,7 @@ async fn security_headers(
     use axum::response::IntoResponse;
     let mut req = req;
     let request_id = request_id(&req);
-    req.headers_mut().insert("x-request-id", request_id.clone());
+    req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     let matched = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -198,7 +200,7 @@ async fn security_headers(
     };
     state.metrics.count_status(res.status().as_u16());
     state.metrics.count_route(route, res.status().as_u16());
-    res.headers_mut().insert("x-request-id", request_id);
+    res.headers_mut().insert(X_REQUEST_ID, request_id);
     let h = res.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
