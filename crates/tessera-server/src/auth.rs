@@ -57,7 +57,9 @@ pub fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppErro
         inc(&state.metrics.csrf_refused);
         Err(AppError::csrf_failed(why))
     };
-    let mut sites = headers.get_all("sec-fetch-site").iter();
+    const SEC_FETCH_SITE: axum::http::HeaderName =
+        axum::http::HeaderName::from_static("sec-fetch-site");
+    let mut sites = headers.get_all(SEC_FETCH_SITE).iter();
     if let Some(site) = sites.next() {
         if sites.next().is_some() || !matches!(site.as_bytes(), b"same-origin" | b"none") {
             return refuse("cross-site request refused");

@@ -15,7 +15,8 @@ fn invalid_proof(why: &'static str) -> AppError {
 
 /// The one `DPoP` header of a request, if any; two are refused (RFC 9449 §4.3 #1).
 fn proof_header(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
-    let mut it = headers.get_all("dpop").iter();
+    const DPOP: axum::http::HeaderName = axum::http::HeaderName::from_static("dpop");
+    let mut it = headers.get_all(DPOP).iter();
     let Some(first) = it.next() else {
         return Ok(None);
     };

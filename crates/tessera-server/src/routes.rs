@@ -581,15 +581,19 @@ pub async fn logout_all(State(state): State<Arc<AppState>>, req: Request) -> App
 /// valid header value (cannot happen for tokens tessera signed) is left out.
 pub fn identity_headers(identity: &Identity) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
     let c = &identity.claims;
+    const USER: HeaderName = HeaderName::from_static("x-tessera-user");
+    const USERNAME: HeaderName = HeaderName::from_static("x-tessera-username");
+    const ROLES: HeaderName = HeaderName::from_static("x-tessera-roles");
+    const SESSION: HeaderName = HeaderName::from_static("x-tessera-session");
     let roles = c.roles.join(",");
     [
-        ("x-tessera-user", HeaderValue::from_str(&c.sub)),
-        ("x-tessera-username", HeaderValue::from_str(&c.username)),
-        ("x-tessera-roles", HeaderValue::from_str(&roles)),
-        ("x-tessera-session", HeaderValue::from_str(&c.sid)),
+        (USER, HeaderValue::from_str(&c.sub)),
+        (USERNAME, HeaderValue::from_str(&c.username)),
+        (ROLES, HeaderValue::from_str(&roles)),
+        (SESSION, HeaderValue::from_str(&c.sid)),
     ]
     .into_iter()
-    .filter_map(|(name, value)| Some((HeaderName::from_static(name), value.ok()?)))
+    .filter_map(|(name, value)| Some((name, value.ok()?)))
 }
 
 /// `GET /auth/verify`: forward-auth for nginx `auth_request` and Traefik `forwardAuth`.
