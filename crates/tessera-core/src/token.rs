@@ -110,12 +110,12 @@ impl AccessClaims {
 
 /// The three segments of a compact JWS, bounded, not yet trusted.
 ///
-/// Only lengths (and, for split cookies, the payload's lack of a separator) are checked
-/// here; no segment is trusted to be base64url until it has been through its own check in
-/// [`crate::KeyRing`], each before any cryptography and with no second pass over the bytes:
-/// the header must equal, byte for byte, the header of one of our keys (which is
-/// base64url); the payload is checked by its strict decoding; the signature by its strict
-/// decoding into exactly 32 or 64 bytes.
+/// Only lengths and separators (exactly three segments) are checked here; no segment is
+/// trusted to be base64url until it has been through its own check in [`crate::KeyRing`],
+/// each before any cryptography and with no second pass over the bytes: the header must
+/// equal, byte for byte, the header of one of our keys (which is base64url); the payload
+/// is checked by its strict decoding; the signature by its strict decoding into exactly 32
+/// or 64 bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenParts<'a> {
     /// The protected header segment.
@@ -164,6 +164,11 @@ impl<'a> TokenParts<'a> {
             return Err(TokenError::TooLarge);
         }
         if header.is_empty() || payload.is_empty() || signature.is_empty() {
+            return Err(TokenError::Malformed);
+        }
+        // Exactly three segments: the last one holds no further separator (JWE's five
+        // segments, or a split cookie `header.x.sig`, end here).
+        if signature.as_bytes().contains(&b'.') {
             return Err(TokenError::Malformed);
         }
         Ok(TokenParts {

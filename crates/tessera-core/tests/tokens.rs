@@ -277,6 +277,16 @@ fn malformed_and_oversized_tokens_are_refused_before_crypto() {
         Err(TokenError::Malformed),
         "JWE shape"
     );
+    // Exactly three segments in both forms, before anything else is read (a fuzzing run
+    // found the compact form accepting a fourth one at the parts level).
+    assert_eq!(
+        TokenParts::from_compact(&format!("{h}.{p}.{s}.x.y")).err(),
+        Some(TokenError::Malformed)
+    );
+    assert_eq!(
+        TokenParts::from_split(&p, &format!("{h}.x.{s}")).err(),
+        Some(TokenError::Malformed)
+    );
     assert_eq!(
         verify(&r, &format!("{h}.{p}=.{s}")),
         Err(TokenError::Malformed),
