@@ -15,10 +15,10 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use ring::{hmac, signature};
-use tessera_core::{Algorithm, KeyRing, SigningKey, TokenParts, Verifier, VerifyCache};
+use tessera_core::{Algorithm, TokenParts, Verifier, VerifyCache};
 
 mod common;
-use common::{claims, denylist, NOW};
+use common::{denylist, signed, Signed, NOW};
 
 /// Times `a` and `b` in `rounds` alternating batches of `batch` calls; returns the median
 /// ns/op of each and the 10th/50th/90th percentiles of the per-round ratio a/b.
@@ -77,13 +77,15 @@ fn main() {
     println!("| check | check median | primitive median | ratio of medians | paired ratios p10–p90 | primitive | target |");
     println!("|---|---:|---:|---:|---:|---|---|");
     for alg in [Algorithm::HS256, Algorithm::EdDSA] {
-        let key = SigningKey::generate(alg, NOW).unwrap();
-        let secret = key.export_secret();
-        let ring = KeyRing::new(vec![key], NOW);
-        let token = ring.sign(&claims()).unwrap();
-        let (payload, sig_cookie) = TokenParts::split_cookies(&token).unwrap();
-        let (signing_input, sig_b64) = token.rsplit_once('.').unwrap();
-        let sig = tessera_core::b64::decode(sig_b64).unwrap();
+        let Signed {
+            ring,
+            secret,
+            payload,
+            sig_cookie,
+            signing_input,
+            sig,
+            ..
+        } = signed(alg);
         let full = || {
             let parts = TokenParts::from_split(black_box(&payload), black_box(&sig_cookie));
             black_box(

@@ -14,7 +14,7 @@ use tessera_core::csrf::CsrfKey;
 use tessera_core::{AccessClaims, Algorithm, KeyRing, SessionId, SigningKey, TokenParts, Verifier};
 
 mod common;
-use common::{claims, denylist, NOW};
+use common::{claims, denylist, signed, Signed, NOW};
 
 fn bench(c: &mut Criterion) {
     let verifier = Verifier::new("https://app.example.com", "https://app.example.com", 30);
@@ -22,13 +22,15 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify");
 
     for alg in [Algorithm::HS256, Algorithm::EdDSA] {
-        let key = SigningKey::generate(alg, NOW).unwrap();
-        let secret = key.export_secret();
-        let ring = KeyRing::new(vec![key], NOW);
-        let token = ring.sign(&claims()).unwrap();
-        let (payload, sig_cookie) = TokenParts::split_cookies(&token).unwrap();
-        let (signing_input, sig_b64) = token.rsplit_once('.').unwrap();
-        let sig = tessera_core::b64::decode(sig_b64).unwrap();
+        let Signed {
+            ring,
+            secret,
+            token,
+            payload,
+            sig_cookie,
+            signing_input,
+            sig,
+        } = signed(alg);
         let name = alg.name();
 
         g.bench_function(format!("{name}/tessera_full_check_split_cookie"), |b| {

@@ -1,8 +1,11 @@
 //! Shared by the benches: the claims and the denylist every row uses.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
-use tessera_core::{AccessClaims, Denylist, SessionId, UnixTime};
+use tessera_core::{
+    AccessClaims, Algorithm, Denylist, KeyRing, SessionId, SigningKey, TokenParts, UnixTime,
+};
+use zeroize::Zeroizing;
 
 pub const NOW: UnixTime = UnixTime(1_800_000_000);
 
@@ -26,4 +29,36 @@ pub fn denylist(n: u32) -> Denylist {
         d.revoke_session(SessionId(id), NOW.plus(600));
     }
     d
+}
+
+/// One key of `alg`, a token it signed, and that token's pieces: the split cookies and
+/// the signing input and signature the raw primitives are timed over.
+pub struct Signed {
+    pub ring: KeyRing,
+    pub secret: Zeroizing<Vec<u8>>,
+    pub token: String,
+    pub payload: String,
+    pub sig_cookie: String,
+    pub signing_input: String,
+    pub sig: Vec<u8>,
+}
+
+pub fn signed(alg: Algorithm) -> Signed {
+    let key = SigningKey::generate(alg, NOW).unwrap();
+    let secret = key.export_secret();
+    let ring = KeyRing::new(vec![key], NOW);
+    let token = ring.sign(&claims()).unwrap();
+    let (payload, sig_cookie) = TokenParts::split_cookies(&token).unwrap();
+    let (signing_input, sig_b64) = token.rsplit_once('.').unwrap();
+    let signing_input = signing_input.to_owned();
+    let sig = tessera_core::b64::decode(sig_b64).unwrap();
+    Signed {
+        ring,
+        secret,
+        token,
+        payload,
+        sig_cookie,
+        signing_input,
+        sig,
+    }
 }
