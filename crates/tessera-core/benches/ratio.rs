@@ -18,7 +18,7 @@ use ring::{hmac, signature};
 use tessera_core::{Algorithm, TokenParts, Verifier, VerifyCache};
 
 mod common;
-use common::{denylist, signed, Signed, NOW};
+use common::{denylist, signed, NOW};
 
 /// Times `a` and `b` in `rounds` alternating batches of `batch` calls; returns the median
 /// ns/op of each and the 10th/50th/90th percentiles of the per-round ratio a/b.
@@ -77,27 +77,21 @@ fn main() {
     println!("| check | check median | primitive median | ratio of medians | paired ratios p10–p90 | primitive | target |");
     println!("|---|---:|---:|---:|---:|---|---|");
     for alg in [Algorithm::HS256, Algorithm::EdDSA] {
-        let Signed {
-            ring,
-            secret,
-            payload,
-            sig_cookie,
-            signing_input,
-            sig,
-            ..
-        } = signed(alg);
+        let s = signed(alg);
         let full = || {
-            let parts = TokenParts::from_split(black_box(&payload), black_box(&sig_cookie));
+            let parts = TokenParts::from_split(black_box(&s.payload), black_box(&s.sig_cookie));
             black_box(
-                ring.verify_parts(parts.unwrap(), &verifier, &deny, NOW)
+                s.ring
+                    .verify_parts(parts.unwrap(), &verifier, &deny, NOW)
                     .unwrap(),
             );
         };
         match alg {
             Algorithm::HS256 => {
-                let k = hmac::Key::new(hmac::HMAC_SHA256, &secret);
+                let k = hmac::Key::new(hmac::HMAC_SHA256, &s.secret);
                 let raw = || {
-                    hmac::verify(&k, black_box(signing_input.as_bytes()), black_box(&sig)).unwrap()
+                    hmac::verify(&k, black_box(s.signing_input.as_bytes()), black_box(&s.sig))
+                        .unwrap()
                 };
                 row(
                     "HS256 full check (split cookie)",
@@ -107,9 +101,11 @@ fn main() {
                 );
                 let cache = VerifyCache::new(10_000);
                 let cached = || {
-                    let parts = TokenParts::from_split(black_box(&payload), black_box(&sig_cookie));
+                    let parts =
+                        TokenParts::from_split(black_box(&s.payload), black_box(&s.sig_cookie));
                     black_box(
-                        ring.verify_parts_cached(parts.unwrap(), &verifier, &deny, NOW, &cache)
+                        s.ring
+                            .verify_parts_cached(parts.unwrap(), &verifier, &deny, NOW, &cache)
                             .unwrap(),
                     );
                 };
@@ -121,11 +117,11 @@ fn main() {
                 );
             }
             Algorithm::EdDSA => {
-                let jwk = ring.active().unwrap().public_jwk().unwrap();
+                let jwk = s.ring.active().unwrap().public_jwk().unwrap();
                 let public = tessera_core::b64::decode(&jwk.x).unwrap();
                 let raw = || {
                     signature::UnparsedPublicKey::new(&signature::ED25519, &public)
-                        .verify(black_box(signing_input.as_bytes()), black_box(&sig))
+                        .verify(black_box(s.signing_input.as_bytes()), black_box(&s.sig))
                         .unwrap()
                 };
                 row(

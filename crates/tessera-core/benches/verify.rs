@@ -14,7 +14,7 @@ use tessera_core::csrf::CsrfKey;
 use tessera_core::{AccessClaims, Algorithm, KeyRing, SessionId, SigningKey, TokenParts, Verifier};
 
 mod common;
-use common::{claims, denylist, signed, Signed, NOW};
+use common::{claims, denylist, signed, NOW};
 
 fn bench(c: &mut Criterion) {
     let verifier = Verifier::new("https://app.example.com", "https://app.example.com", 30);
@@ -22,56 +22,50 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify");
 
     for alg in [Algorithm::HS256, Algorithm::EdDSA] {
-        let Signed {
-            ring,
-            secret,
-            token,
-            payload,
-            sig_cookie,
-            signing_input,
-            sig,
-        } = signed(alg);
+        let s = signed(alg);
         let name = alg.name();
 
         g.bench_function(format!("{name}/tessera_full_check_split_cookie"), |b| {
             b.iter(|| {
-                let parts =
-                    TokenParts::from_split(black_box(&payload), black_box(&sig_cookie)).unwrap();
-                ring.verify_parts(parts, &verifier, &deny, NOW).unwrap()
+                let parts = TokenParts::from_split(black_box(&s.payload), black_box(&s.sig_cookie))
+                    .unwrap();
+                s.ring.verify_parts(parts, &verifier, &deny, NOW).unwrap()
             })
         });
         let cache = tessera_core::VerifyCache::new(10_000);
         g.bench_function(format!("{name}/tessera_cached_check_split_cookie"), |b| {
             b.iter(|| {
-                let parts =
-                    TokenParts::from_split(black_box(&payload), black_box(&sig_cookie)).unwrap();
-                ring.verify_parts_cached(parts, &verifier, &deny, NOW, &cache)
+                let parts = TokenParts::from_split(black_box(&s.payload), black_box(&s.sig_cookie))
+                    .unwrap();
+                s.ring
+                    .verify_parts_cached(parts, &verifier, &deny, NOW, &cache)
                     .unwrap()
             })
         });
         g.bench_function(format!("{name}/tessera_full_check_bearer"), |b| {
             b.iter(|| {
-                ring.verify(black_box(&token), &verifier, &deny, NOW)
+                s.ring
+                    .verify(black_box(&s.token), &verifier, &deny, NOW)
                     .unwrap()
             })
         });
         match alg {
             Algorithm::HS256 => {
-                let k = hmac::Key::new(hmac::HMAC_SHA256, &secret);
+                let k = hmac::Key::new(hmac::HMAC_SHA256, &s.secret);
                 g.bench_function(format!("{name}/raw_hmac_sha256_verify"), |b| {
                     b.iter(|| {
-                        hmac::verify(&k, black_box(signing_input.as_bytes()), black_box(&sig))
+                        hmac::verify(&k, black_box(s.signing_input.as_bytes()), black_box(&s.sig))
                             .unwrap()
                     })
                 });
             }
             Algorithm::EdDSA => {
-                let jwk = ring.active().unwrap().public_jwk().unwrap();
+                let jwk = s.ring.active().unwrap().public_jwk().unwrap();
                 let public = tessera_core::b64::decode(&jwk.x).unwrap();
                 g.bench_function(format!("{name}/raw_ed25519_verify"), |b| {
                     b.iter(|| {
                         signature::UnparsedPublicKey::new(&signature::ED25519, &public)
-                            .verify(black_box(signing_input.as_bytes()), black_box(&sig))
+                            .verify(black_box(s.signing_input.as_bytes()), black_box(&s.sig))
                             .unwrap()
                     })
                 });
