@@ -34,7 +34,10 @@ pub struct Upstream {
     scheme: axum::http::uri::Scheme,
     authority: axum::http::uri::Authority,
     base_path: String,
+    /// Requests with a body (streamed by hyper).
     client: Client<HttpConnector, Body>,
+    /// Requests without one: the hot path.
+    http1: crate::upstream::Http1,
 }
 
 impl Upstream {
@@ -53,11 +56,26 @@ impl Upstream {
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .pool_max_idle_per_host(256)
             .build(connector);
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| format!("upstream {url:?} has a bad host"))?;
+        let addr = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        let http1 = crate::upstream::Http1::new(
+            addr,
+            host,
+            256,
+            std::time::Duration::from_secs(30),
+            config.limits.upstream_timeout,
+        );
         Ok(Upstream {
             scheme,
             authority,
             base_path,
             client,
+            http1,
         })
     }
 }
@@ -91,7 +109,7 @@ fn is_public(config: &Config, path: &str) -> bool {
 
 /// Headers never forwarded in either direction (RFC 9110 §7.6.1) besides those named in
 /// `Connection`.
-fn is_hop_by_hop(name: &str) -> bool {
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name,
         "connection"
@@ -172,18 +190,23 @@ pub enum Caller<'a> {
     Client(&'a str),
 }
 
+/// The headers the upstream gets, handed to `emit` one by one (values shared, not
+/// copied): the client's headers that may go on, then tessera's own. Both upstream
+/// clients take their headers from here, so the rules cannot drift apart.
 fn upstream_request_headers(
     state: &AppState,
     src: &HeaderMap,
     peer: Option<PeerAddr>,
     caller: Caller<'_>,
-) -> HeaderMap {
+    mut emit: impl FnMut(&HeaderName, &HeaderValue),
+) {
     let peer_trusted = peer.is_some_and(|p| state.config.trusted_proxies.contains(&p.0.ip()));
     let signed = matches!(caller, Caller::Client(_));
     let listed = connection_listed(src);
-    // One pass over the client's headers, keeping what may go on (values are shared, not
-    // copied); then tessera's own headers are added.
-    let mut h = HeaderMap::with_capacity(src.len() + 8);
+    // What a trusted proxy in front of tessera said about the client, kept only from one.
+    let mut prior_for: Option<String> = None;
+    let mut has_proto = false;
+    let mut has_host = false;
     for (name, value) in src {
         let n = name.as_str();
         let dropped = is_hop_by_hop(n)
@@ -193,46 +216,93 @@ fn upstream_request_headers(
             // The signature was for tessera; the upstream gets the verified name instead.
             || (signed && (n == "signature" || n == "signature-input"))
             || listed.contains(name);
-        if !dropped {
-            h.append(name.clone(), value.clone());
+        if dropped {
+            continue;
         }
+        if name == X_FORWARDED_FOR {
+            // Joined with the peer's address below (every value, in order).
+            if let Ok(v) = value.to_str() {
+                match &mut prior_for {
+                    Some(p) => {
+                        p.push_str(", ");
+                        p.push_str(v);
+                    }
+                    None => prior_for = Some(v.to_owned()),
+                }
+            }
+            continue;
+        }
+        has_proto |= name == X_FORWARDED_PROTO;
+        has_host |= name == X_FORWARDED_HOST;
+        emit(name, value);
     }
     if let Some(c) = cookies::strip(src) {
-        h.insert(header::COOKIE, c);
+        emit(&header::COOKIE, &c);
     }
     if let Some(p) = peer {
-        let ip = p.0.ip();
-        let value = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prior) => format!("{prior}, {ip}"),
-            None => ip.to_string(),
+        let value = match prior_for {
+            Some(mut prior) => {
+                prior.push_str(", ");
+                push_ip(&mut prior, p.0.ip());
+                prior
+            }
+            None => {
+                let mut s = String::with_capacity(15);
+                push_ip(&mut s, p.0.ip());
+                s
+            }
         };
         if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(X_FORWARDED_FOR, v);
+            emit(&X_FORWARDED_FOR, &v);
         }
     }
-    if !h.contains_key(&X_FORWARDED_PROTO) {
-        h.insert(
-            X_FORWARDED_PROTO,
-            HeaderValue::from_static(if state.tls { "https" } else { "http" }),
+    if !has_proto {
+        emit(
+            &X_FORWARDED_PROTO,
+            &HeaderValue::from_static(if state.tls { "https" } else { "http" }),
         );
     }
-    if let (Some(host), false) = (src.get(header::HOST), h.contains_key(&X_FORWARDED_HOST)) {
-        h.insert(X_FORWARDED_HOST, host.clone());
+    if let (Some(host), false) = (src.get(header::HOST), has_host) {
+        emit(&X_FORWARDED_HOST, host);
     }
     match caller {
         Caller::Anonymous => {}
         Caller::User(identity) => {
             for (name, value) in identity_headers(identity) {
-                h.insert(name, value);
+                emit(&name, &value);
             }
         }
         Caller::Client(name) => {
             if let Ok(v) = HeaderValue::from_str(name) {
-                h.insert(X_TESSERA_CLIENT, v);
+                emit(&X_TESSERA_CLIENT, &v);
             }
         }
     }
-    h
+}
+
+/// Appends `ip` in its usual text form; IPv4 (nearly every peer) without the formatting
+/// machinery, which cost more than the rest of this header's work together.
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// Hop-by-hop headers and tessera's cookies are dropped from the upstream's answer; the
@@ -294,15 +364,37 @@ pub async fn proxy(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(AppError::payload_too_large());
     }
-    let uri = upstream_uri(upstream, &parts.uri)?;
     let peer = parts.extensions.get::<PeerAddr>().copied();
-    let headers = upstream_request_headers(state, &parts.headers, peer, caller);
-    // A request without a body (most GETs) has nothing to bound.
-    let body = if body.is_end_stream() {
-        Body::empty()
-    } else {
-        Body::new(http_body_util::Limited::new(body, limit))
-    };
+    inc(&state.metrics.proxied);
+    let timeout = state.config.limits.upstream_timeout;
+    // A request without a body (most API reads) takes the lean HTTP/1.1 path.
+    if body.is_end_stream() && declared.unwrap_or(0) == 0 {
+        let target = upstream_target(upstream, &parts.uri);
+        let mut head = upstream
+            .http1
+            .head(&parts.method, &target, parts.headers.len());
+        upstream_request_headers(state, &parts.headers, peer, caller, |n, v| {
+            head.header(n, v);
+        });
+        let res =
+            match tokio::time::timeout(timeout, upstream.http1.send(&parts.method, head)).await {
+                Err(_) => return Err(AppError::gateway_timeout()),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "upstream request failed");
+                    return Err(AppError::bad_gateway());
+                }
+                Ok(Ok(res)) => res,
+            };
+        let (mut parts, body) = res.into_parts();
+        clean_response_headers(&mut parts.headers);
+        return Ok(Response::from_parts(parts, Body::new(body)));
+    }
+    let uri = upstream_uri(upstream, &parts.uri)?;
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 8);
+    upstream_request_headers(state, &parts.headers, peer, caller, |n, v| {
+        headers.append(n.clone(), v.clone());
+    });
+    let body = Body::new(http_body_util::Limited::new(body, limit));
     let mut out = axum::http::Request::builder().method(parts.method).uri(uri);
     if let Some(h) = out.headers_mut() {
         *h = headers;
@@ -310,13 +402,7 @@ pub async fn proxy(
     let out = out
         .body(body)
         .map_err(|_| AppError::invalid_request("bad request"))?;
-    inc(&state.metrics.proxied);
-    let res = match tokio::time::timeout(
-        state.config.limits.upstream_timeout,
-        upstream.client.request(out),
-    )
-    .await
-    {
+    let res = match tokio::time::timeout(timeout, upstream.client.request(out)).await {
         Err(_) => return Err(AppError::gateway_timeout()),
         Ok(Err(e)) => {
             if is_length_limit(&e) {
@@ -330,6 +416,17 @@ pub async fn proxy(
     let (mut parts, body) = res.into_parts();
     clean_response_headers(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// The origin-form target sent upstream: the configured base path, then the request's
+/// path and query (borrowed when there is no base path).
+fn upstream_target<'a>(upstream: &Upstream, target: &'a Uri) -> std::borrow::Cow<'a, str> {
+    let pq = target.path_and_query().map_or("/", |pq| pq.as_str());
+    if upstream.base_path.is_empty() {
+        std::borrow::Cow::Borrowed(pq)
+    } else {
+        std::borrow::Cow::Owned(format!("{}{pq}", upstream.base_path))
+    }
 }
 
 /// The upstream's URI for a request target: the configured base path, then the target's
@@ -508,6 +605,32 @@ mod tests {
             "api",
         ] {
             assert!(!path_is_canonical(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn peer_addresses_are_written_as_std_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "192.168.10.9",
+            "::1",
+            "2001:db8::8:800:200c:417a",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
+        for n in 0..=255u8 {
+            let ip = std::net::IpAddr::from([n, n / 3, 255 - n, n % 10]);
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
         }
     }
 

@@ -26,6 +26,7 @@ pub mod state;
 pub mod sync;
 pub mod tls;
 pub mod token_endpoint;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -54,7 +55,15 @@ fn check_request_shape(state: &AppState, req: &Request) -> Result<(), error::App
         ));
     }
     let h = req.headers();
-    let total: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    // One pass over every header byte, branch-free so that it vectorises.
+    let mut total = 0usize;
+    let mut line_break = 0u8;
+    for (n, v) in h {
+        total += n.as_str().len() + v.len() + 4;
+        line_break |= v.as_bytes().iter().fold(0u8, |acc, &b| {
+            acc | u8::from(b == b'\r') | u8::from(b == b'\n')
+        });
+    }
     if total > state.config.limits.max_header_bytes || h.len() > state.config.limits.max_headers {
         return Err(error::AppError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -67,9 +76,7 @@ fn check_request_shape(state: &AppState, req: &Request) -> Result<(), error::App
             "Content-Length with Transfer-Encoding",
         ));
     }
-    if h.values()
-        .any(|v| v.as_bytes().iter().any(|b| *b == b'\r' || *b == b'\n'))
-    {
+    if line_break != 0 {
         return Err(error::AppError::invalid_request(
             "line break in a header value",
         ));
@@ -128,28 +135,43 @@ fn add_cors(h: &mut axum::http::HeaderMap, origin: HeaderValue) {
     h.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
-/// Before routing: request-shape checks and CORS preflights. After: security headers on
-/// every response (HSTS when served over TLS) and CORS headers for allowed origins.
+/// The axum middleware around tessera's own routes: see [`wrap`].
 async fn security_headers(
     State(state): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Response {
-    use axum::response::IntoResponse;
-    let mut req = req;
-    let request_id = request_id(&req);
-    req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     let matched = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .cloned();
-    let route = matched.as_ref().map_or("gateway", |m| m.as_str());
-    let cors = cors_origin(&state, &req);
+    wrap(&state, req, matched.as_ref().map(|m| m.as_str()), |req| {
+        next.run(req)
+    })
+    .await
+}
+
+/// Before the handler: request-shape checks and CORS preflights. After: security headers
+/// on every response (HSTS when served over TLS) and CORS headers for allowed origins.
+/// `route` is tessera's own route, `None` for the gateway (no request timeout here: the
+/// proxy bounds the upstream's time itself).
+async fn wrap<F, Fut>(state: &AppState, req: Request, route: Option<&str>, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    use axum::response::IntoResponse;
+    let mut req = req;
+    let request_id = request_id(&req);
+    req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+    let matched = route;
+    let route = route.unwrap_or("gateway");
+    let cors = cors_origin(state, &req);
     let preflight = req.method() == axum::http::Method::OPTIONS
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut res = if let Err(e) = check_request_shape(&state, &req) {
+    let mut res = if let Err(e) = check_request_shape(state, &req) {
         e.into_response()
     } else if let (Some(origin), true) = (cors.clone(), preflight) {
         let mut res = axum::http::StatusCode::NO_CONTENT.into_response();
@@ -176,7 +198,7 @@ async fn security_headers(
             method = %req.method(),
             route = %route
         );
-        let work = next.run(req).instrument(span);
+        let work = next(req).instrument(span);
         // tessera's own endpoints get `limits.request_timeout`; proxied requests are bounded
         // by `limits.upstream_timeout` in the proxy instead.
         let mut res = if matched.is_some() {
@@ -223,43 +245,108 @@ async fn security_headers(
     res
 }
 
-/// The whole application.
-pub fn app(state: Arc<AppState>) -> Router {
+/// Tessera's own routes (exact paths, as axum matches them); every other path belongs to
+/// the gateway (static files, then the upstream).
+pub fn is_own_route(path: &str) -> bool {
+    matches!(
+        path,
+        "/auth/login"
+            | "/auth/session"
+            | "/auth/refresh"
+            | "/auth/logout"
+            | "/auth/logout-all"
+            | "/auth/token"
+            | "/auth/revoke"
+            | "/auth/verify"
+            | "/.well-known/jwks.json"
+            | "/healthz"
+            | "/metrics"
+            | "/openapi.json"
+            | "/tessera.js"
+            | "/tessera.d.ts"
+    )
+}
+
+type Routes = Vec<(&'static str, axum::routing::MethodRouter<Arc<AppState>>)>;
+
+fn own_routes() -> Routes {
     let nope = any(gateway::method_not_allowed);
-    Router::new()
-        .route("/auth/login", post(routes::login).merge(nope.clone()))
-        .route("/auth/session", get(routes::session).merge(nope.clone()))
-        .route(
+    vec![
+        ("/auth/login", post(routes::login).merge(nope.clone())),
+        ("/auth/session", get(routes::session).merge(nope.clone())),
+        (
             "/auth/refresh",
             post(routes::refresh_browser).merge(nope.clone()),
-        )
-        .route("/auth/logout", post(routes::logout).merge(nope.clone()))
-        .route(
+        ),
+        ("/auth/logout", post(routes::logout).merge(nope.clone())),
+        (
             "/auth/logout-all",
             post(routes::logout_all).merge(nope.clone()),
-        )
-        .route(
+        ),
+        (
             "/auth/token",
             post(token_endpoint::token).merge(nope.clone()),
-        )
-        .route(
+        ),
+        (
             "/auth/revoke",
             post(token_endpoint::revoke).merge(nope.clone()),
-        )
-        .route("/auth/verify", any(routes::verify))
-        .route(
+        ),
+        ("/auth/verify", any(routes::verify)),
+        (
             "/.well-known/jwks.json",
             get(routes::jwks).merge(nope.clone()),
-        )
-        .route("/healthz", get(routes::healthz).merge(nope.clone()))
-        .route("/metrics", get(routes::metrics).merge(nope.clone()))
-        .route("/openapi.json", get(assets::openapi).merge(nope.clone()))
-        .route("/tessera.js", get(assets::tessera_js).merge(nope.clone()))
-        .route("/tessera.d.ts", get(assets::tessera_dts).merge(nope))
+        ),
+        ("/healthz", get(routes::healthz).merge(nope.clone())),
+        ("/metrics", get(routes::metrics).merge(nope.clone())),
+        ("/openapi.json", get(assets::openapi).merge(nope.clone())),
+        ("/tessera.js", get(assets::tessera_js).merge(nope.clone())),
+        ("/tessera.d.ts", get(assets::tessera_dts).merge(nope)),
+    ]
+}
+
+/// The whole application as one axum `Router` (tessera's routes, the gateway as its
+/// fallback).
+pub fn app(state: Arc<AppState>) -> Router {
+    own_routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, route)| r.route(path, route))
         .fallback(gateway::fallback)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             security_headers,
         ))
         .with_state(state)
+}
+
+/// The application as [`serve::run`] serves it: requests for tessera's own routes go
+/// through the [`app`] router; all others (the gateway: most requests) go straight to the
+/// gateway under the same checks and headers, without the router's matching, boxing and
+/// middleware layers (see BENCHMARKS.md for what that saves per proxied request).
+#[derive(Clone)]
+pub struct App(Arc<(Router, Arc<AppState>)>);
+
+impl App {
+    /// The application for `state`.
+    pub fn new(state: Arc<AppState>) -> Self {
+        App(Arc::new((app(Arc::clone(&state)), state)))
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request) -> Response {
+        use axum::response::IntoResponse;
+        use tower::ServiceExt;
+        let (router, state) = &*self.0;
+        if is_own_route(req.uri().path()) {
+            return match router.clone().oneshot(req).await {
+                Ok(res) => res,
+                Err(e) => match e {},
+            };
+        }
+        wrap(state, req, None, |req| async move {
+            gateway::fallback(State(Arc::clone(state)), req)
+                .await
+                .into_response()
+        })
+        .await
+    }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -14,7 +13,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use crate::audit::PeerAddr;
 use crate::config::LimitsConfig;
@@ -27,7 +25,7 @@ use crate::MAX_URI_BYTES;
 /// `limits.shutdown_grace` for open requests.
 pub async fn run(
     listener: TcpListener,
-    app: Router,
+    app: crate::App,
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: LimitsConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
@@ -84,7 +82,8 @@ pub async fn run(
             let _permit = permit;
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(PeerAddr(peer));
-                app.clone().oneshot(req.map(Body::new))
+                let app = app.clone();
+                async move { Ok::<_, std::convert::Infallible>(app.handle(req.map(Body::new)).await) }
             });
             match acceptor {
                 Some(acceptor) => {

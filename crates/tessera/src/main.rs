@@ -2,6 +2,11 @@
 
 mod config;
 
+/// mimalloc rather than glibc's malloc: the request path allocates and frees many small
+/// objects (header maps, futures, buffers); see BENCHMARKS.md for the measurement.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -393,7 +398,7 @@ async fn serve(
     .await
     .map_err(|e| fail(e.to_string()))?;
     tessera_server::sync::spawn(Arc::clone(&state));
-    let app = tessera_server::app(Arc::clone(&state));
+    let app = tessera_server::App::new(Arc::clone(&state));
     if let Some((user, password)) = demo_credentials {
         println!("demo user: {user}  password: {password}");
         println!("open {public_origin}/ (self-signed certificate: accept it in the browser)");
