@@ -25,7 +25,6 @@ use crate::config::Config;
 use crate::cookies;
 use crate::error::AppError;
 use crate::metrics::inc;
-use crate::routes::identity_headers;
 use crate::state::AppState;
 
 /// The upstream API and the pooled HTTP client that reaches it.
@@ -179,6 +178,41 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
 const X_TESSERA_CLIENT: HeaderName = HeaderName::from_static("x-tessera-client");
 
+/// Where [`upstream_request_headers`] puts the upstream's headers: a `HeaderMap` for
+/// hyper's client, or the request head the HTTP/1.1 client writes.
+trait HeaderSink {
+    /// A header whose value is already a `HeaderValue` (shared, not copied).
+    fn header(&mut self, name: &HeaderName, value: &HeaderValue);
+    /// A header whose value is `parts` joined with `,`, dropped (as `HeaderValue` would
+    /// refuse it) if any byte is a control character other than tab.
+    fn text(&mut self, name: &HeaderName, parts: &[&str]);
+}
+
+impl HeaderSink for HeaderMap {
+    fn header(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.append(name.clone(), value.clone());
+    }
+    fn text(&mut self, name: &HeaderName, parts: &[&str]) {
+        if let Ok(v) = HeaderValue::from_str(&parts.join(",")) {
+            self.append(name.clone(), v);
+        }
+    }
+}
+
+impl HeaderSink for crate::upstream::RequestHead {
+    fn header(&mut self, name: &HeaderName, value: &HeaderValue) {
+        crate::upstream::RequestHead::header(self, name, value);
+    }
+    fn text(&mut self, name: &HeaderName, parts: &[&str]) {
+        crate::upstream::RequestHead::text(self, name, parts);
+    }
+}
+
+const X_TESSERA_USER: HeaderName = HeaderName::from_static("x-tessera-user");
+const X_TESSERA_USERNAME: HeaderName = HeaderName::from_static("x-tessera-username");
+const X_TESSERA_ROLES: HeaderName = HeaderName::from_static("x-tessera-roles");
+const X_TESSERA_SESSION: HeaderName = HeaderName::from_static("x-tessera-session");
+
 /// Who the upstream is told made the request.
 #[derive(Debug, Clone, Copy)]
 pub enum Caller<'a> {
@@ -190,15 +224,16 @@ pub enum Caller<'a> {
     Client(&'a str),
 }
 
-/// The headers the upstream gets, handed to `emit` one by one (values shared, not
-/// copied): the client's headers that may go on, then tessera's own. Both upstream
-/// clients take their headers from here, so the rules cannot drift apart.
+/// The headers the upstream gets, handed to `out` one by one (client values shared, not
+/// copied; tessera's written straight from the claims): the client's headers that may go
+/// on, then tessera's own. Both upstream clients take their headers from here, so the
+/// rules cannot drift apart.
 fn upstream_request_headers(
     state: &AppState,
     src: &HeaderMap,
     peer: Option<PeerAddr>,
     caller: Caller<'_>,
-    mut emit: impl FnMut(&HeaderName, &HeaderValue),
+    out: &mut impl HeaderSink,
 ) {
     let peer_trusted = peer.is_some_and(|p| state.config.trusted_proxies.contains(&p.0.ip()));
     let signed = matches!(caller, Caller::Client(_));
@@ -234,10 +269,10 @@ fn upstream_request_headers(
         }
         has_proto |= name == X_FORWARDED_PROTO;
         has_host |= name == X_FORWARDED_HOST;
-        emit(name, value);
+        out.header(name, value);
     }
     if let Some(c) = cookies::strip(src) {
-        emit(&header::COOKIE, &c);
+        out.header(&header::COOKIE, &c);
     }
     if let Some(p) = peer {
         let value = match prior_for {
@@ -252,31 +287,28 @@ fn upstream_request_headers(
                 s
             }
         };
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            emit(&X_FORWARDED_FOR, &v);
-        }
+        out.text(&X_FORWARDED_FOR, &[value.as_str()]);
     }
     if !has_proto {
-        emit(
+        out.text(
             &X_FORWARDED_PROTO,
-            &HeaderValue::from_static(if state.tls { "https" } else { "http" }),
+            &[if state.tls { "https" } else { "http" }],
         );
     }
     if let (Some(host), false) = (src.get(header::HOST), has_host) {
-        emit(&X_FORWARDED_HOST, host);
+        out.header(&X_FORWARDED_HOST, host);
     }
     match caller {
         Caller::Anonymous => {}
         Caller::User(identity) => {
-            for (name, value) in identity_headers(identity) {
-                emit(&name, &value);
-            }
+            let c = &identity.claims;
+            out.text(&X_TESSERA_USER, &[c.sub.as_str()]);
+            out.text(&X_TESSERA_USERNAME, &[c.username.as_str()]);
+            let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
+            out.text(&X_TESSERA_ROLES, &roles);
+            out.text(&X_TESSERA_SESSION, &[c.sid.as_str()]);
         }
-        Caller::Client(name) => {
-            if let Ok(v) = HeaderValue::from_str(name) {
-                emit(&X_TESSERA_CLIENT, &v);
-            }
-        }
+        Caller::Client(name) => out.text(&X_TESSERA_CLIENT, &[name]),
     }
 }
 
@@ -373,9 +405,7 @@ pub async fn proxy(
         let mut head = upstream
             .http1
             .head(&parts.method, &target, parts.headers.len());
-        upstream_request_headers(state, &parts.headers, peer, caller, |n, v| {
-            head.header(n, v);
-        });
+        upstream_request_headers(state, &parts.headers, peer, caller, &mut head);
         let res =
             match tokio::time::timeout(timeout, upstream.http1.send(&parts.method, head)).await {
                 Err(_) => return Err(AppError::gateway_timeout()),
@@ -391,9 +421,7 @@ pub async fn proxy(
     }
     let uri = upstream_uri(upstream, &parts.uri)?;
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 8);
-    upstream_request_headers(state, &parts.headers, peer, caller, |n, v| {
-        headers.append(n.clone(), v.clone());
-    });
+    upstream_request_headers(state, &parts.headers, peer, caller, &mut headers);
     let body = Body::new(http_body_util::Limited::new(body, limit));
     let mut out = axum::http::Request::builder().method(parts.method).uri(uri);
     if let Some(h) = out.headers_mut() {
@@ -631,6 +659,26 @@ mod tests {
             let mut s = String::new();
             push_ip(&mut s, ip);
             assert_eq!(s, ip.to_string());
+        }
+    }
+
+    #[test]
+    fn both_sinks_take_the_same_text() {
+        let up = crate::upstream::Http1::new(
+            "127.0.0.1:1".into(),
+            HeaderValue::from_static("api"),
+            1,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(1),
+        );
+        let name = HeaderName::from_static("x-t");
+        for b in 0..=255u8 {
+            let s = String::from_utf8_lossy(&[b'a', b]).into_owned();
+            let mut map = HeaderMap::new();
+            HeaderSink::text(&mut map, &name, &[&s, "z"]);
+            let mut head = up.head(&Method::GET, "/", 1);
+            let written = head.text(&name, &[&s, "z"]);
+            assert_eq!(written, map.contains_key(&name), "byte {b:#x}");
         }
     }
 

@@ -128,6 +128,25 @@ impl RequestHead {
     /// `Content-Length`, `Transfer-Encoding` and `Host` are skipped; `HeaderValue` cannot
     /// hold CR or LF, and `HeaderName` is a token.
     pub fn header(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.write(name, &[value.as_bytes()]);
+    }
+
+    /// Adds a header field whose value is `parts` joined with `,`, written straight from
+    /// text (no `HeaderValue` made). Refused, and `false` returned, if any byte is a
+    /// control character other than tab (`HeaderValue`'s own rule), so no text can end
+    /// the field early.
+    pub fn text(&mut self, name: &HeaderName, parts: &[&str]) -> bool {
+        let ok = parts.iter().all(|p| {
+            p.bytes()
+                .fold(true, |ok, b| ok & (b == b'\t' || (b >= 0x20 && b != 0x7f)))
+        });
+        if ok {
+            self.write(name, parts);
+        }
+        ok
+    }
+
+    fn write(&mut self, name: &HeaderName, parts: &[impl AsRef<[u8]>]) {
         if name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
             || name == header::HOST
@@ -136,7 +155,12 @@ impl RequestHead {
         }
         self.0.extend_from_slice(name.as_str().as_bytes());
         self.0.extend_from_slice(b": ");
-        self.0.extend_from_slice(value.as_bytes());
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                self.0.push(b',');
+            }
+            self.0.extend_from_slice(part.as_ref());
+        }
         self.0.extend_from_slice(b"\r\n");
     }
 
@@ -200,9 +224,14 @@ impl Http1 {
         let head = head.finish(method);
         let mut stale = 0;
         loop {
-            let (mut conn, reused) = match self.checkout() {
-                Some(c) if stale < MAX_STALE_RETRIES => (c, true),
-                _ => (self.connect().await?, false),
+            let pooled = if stale < MAX_STALE_RETRIES {
+                self.checkout()
+            } else {
+                None
+            };
+            let (mut conn, reused) = match pooled {
+                Some(c) => (c, true),
+                None => (self.connect().await?, false),
             };
             match exchange(&mut conn, &head, *method == Method::HEAD).await {
                 Ok(answer) => return Ok(self.respond(conn, answer)),
@@ -342,15 +371,23 @@ struct Answer {
 async fn exchange(conn: &mut Conn, head: &[u8], is_head: bool) -> Result<Answer, UpstreamError> {
     conn.io.write_all(head).await?;
     let mut received = false;
+    // Head bytes read so far, interim answers included: bounded as a whole.
+    let mut skipped = 0usize;
     loop {
         if !conn.buf.is_empty() {
             received = true;
-            match parse_head(&conn.buf, is_head)? {
-                Parsed::Partial if conn.buf.len() > MAX_HEAD_BYTES => {
-                    return Err(UpstreamError::Invalid("response head too large"))
-                }
+            let parsed = parse_head(&conn.buf, is_head)?;
+            let size = match parsed {
+                Parsed::Partial => conn.buf.len(),
+                Parsed::Interim(n) | Parsed::Done(n, _) => n,
+            };
+            if skipped + size > MAX_HEAD_BYTES {
+                return Err(UpstreamError::Invalid("response head too large"));
+            }
+            match parsed {
                 Parsed::Partial => {}
                 Parsed::Interim(n) => {
+                    skipped += n;
                     conn.buf.advance(n);
                     continue;
                 }
@@ -582,7 +619,8 @@ impl Streaming {
                         *chunk = Chunk::Size;
                     }
                     Chunk::Trailers(seen) => {
-                        let Some(line) = find_crlf(buf, MAX_TRAILER_BYTES - *seen)? else {
+                        let room = MAX_TRAILER_BYTES.saturating_sub(*seen);
+                        let Some(line) = find_crlf(buf, room)? else {
                             return Ok(false);
                         };
                         if buf[..line].contains(&b'\n') {
@@ -593,6 +631,9 @@ impl Streaming {
                             self.state = State::Done;
                         } else {
                             *seen += line + 2;
+                            if *seen > MAX_TRAILER_BYTES {
+                                return Err(UpstreamError::Invalid("trailers too long"));
+                            }
                         }
                     }
                 },
@@ -667,10 +708,12 @@ impl Body for UpstreamBody {
                         return Poll::Ready(Some(Err(e)));
                     }
                     Ok(true) => {
+                        // The connection goes back now: a server that sees
+                        // `is_end_stream` after the last frame never polls again.
+                        s.finish();
                         if let Some(data) = s.ready.pop_front() {
                             return Poll::Ready(Some(Ok(Frame::data(data))));
                         }
-                        s.finish();
                         return Poll::Ready(None);
                     }
                     Ok(false) if !s.ready.is_empty() => continue,
