@@ -44,17 +44,32 @@ impl TesseraCookies<'_> {
     }
 }
 
-/// `HeaderValue::to_str` (visible ASCII and tab only), branch-free so that it vectorises:
-/// cookie headers are the longest a request carries, and are read twice.
-fn visible_str(v: &HeaderValue) -> Option<&str> {
-    let bytes = v.as_bytes();
-    let bad = bytes.iter().fold(0u8, |acc, &b| {
+/// `HeaderValue::to_str`'s rule (visible ASCII and tab only), branch-free so that it
+/// vectorises: cookie headers are the longest a request carries. A header that breaks it
+/// is ignored whole, as before.
+fn visible(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |acc, &b| {
         acc | u8::from(!(b == b'\t' || (0x20..0x7f).contains(&b)))
-    });
-    if bad != 0 {
-        return None;
-    }
-    std::str::from_utf8(bytes).ok()
+    }) == 0
+}
+
+/// The `;`-separated pairs of one visible `Cookie` header, trimmed (SIMD search for the
+/// separators: this runs twice on every proxied request).
+fn pairs(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b';', bytes)
+        .chain(std::iter::once(bytes.len()))
+        .map(move |end| {
+            let pair = &bytes[start..end];
+            start = end + 1;
+            pair.trim_ascii()
+        })
+}
+
+/// A pair's name and value (`None` without `=`), both trimmed.
+fn split_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
+    let eq = memchr::memchr(b'=', pair)?;
+    Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
 }
 
 /// Reads tessera's cookies from every `Cookie` header (HTTP/2 may split them).
@@ -72,25 +87,34 @@ pub fn read(headers: &HeaderMap) -> Result<TesseraCookies<'_>, AppError> {
                 "cookies too large",
             ));
         }
-        let Some(s) = visible_str(value) else {
+        let bytes = value.as_bytes();
+        if !visible(bytes) {
             continue;
-        };
-        for pair in s.split(';') {
-            let Some((name, val)) = pair.trim().split_once('=') else {
+        }
+        for pair in pairs(bytes) {
+            let Some((name, val)) = split_pair(pair) else {
                 continue;
             };
-            let slot = match name.trim() {
-                CLAIMS => &mut out.claims,
-                SIG => &mut out.sig,
-                ACCESS => &mut out.access,
-                REFRESH => &mut out.refresh,
-                CSRF => &mut out.csrf,
+            let slot = match name {
+                n if n == CLAIMS.as_bytes() => &mut out.claims,
+                n if n == SIG.as_bytes() => &mut out.sig,
+                n if n == ACCESS.as_bytes() => &mut out.access,
+                n if n == REFRESH.as_bytes() => &mut out.refresh,
+                n if n == CSRF.as_bytes() => &mut out.csrf,
                 _ => continue,
             };
             if slot.is_some() {
                 return Err(AppError::invalid_request("duplicate tessera cookie"));
             }
-            *slot = Some(val.trim().trim_matches('"'));
+            let mut val = val;
+            while let [b'"', rest @ ..] = val {
+                val = rest;
+            }
+            while let [rest @ .., b'"'] = val {
+                val = rest;
+            }
+            // Visible ASCII, so always UTF-8.
+            *slot = std::str::from_utf8(val).ok();
         }
     }
     Ok(out)
@@ -99,27 +123,27 @@ pub fn read(headers: &HeaderMap) -> Result<TesseraCookies<'_>, AppError> {
 /// Removes tessera's cookies from the `Cookie` headers, keeping the others (for the
 /// upstream). Returns the rewritten header value, or `None` if nothing is left.
 pub fn strip(headers: &HeaderMap) -> Option<HeaderValue> {
-    let mut kept = String::new();
+    let mut kept: Vec<u8> = Vec::new();
     for value in headers.get_all(header::COOKIE) {
-        let Some(s) = visible_str(value) else {
+        let bytes = value.as_bytes();
+        if !visible(bytes) {
             continue;
-        };
-        for pair in s.split(';') {
-            let pair = pair.trim();
-            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-            if pair.is_empty() || ALL.contains(&name) {
+        }
+        for pair in pairs(bytes) {
+            let name = split_pair(pair).map_or(pair, |(n, _)| n);
+            if pair.is_empty() || ALL.iter().any(|c| c.as_bytes() == name) {
                 continue;
             }
             if !kept.is_empty() {
-                kept.push_str("; ");
+                kept.extend_from_slice(b"; ");
             }
-            kept.push_str(pair);
+            kept.extend_from_slice(pair);
         }
     }
     if kept.is_empty() {
         return None;
     }
-    HeaderValue::from_str(&kept).ok()
+    HeaderValue::from_bytes(&kept).ok()
 }
 
 /// A `Set-Cookie` value. Every tessera cookie is `Secure`, has an explicit `SameSite` and
@@ -226,12 +250,103 @@ mod tests {
     }
 
     #[test]
-    fn visible_str_agrees_with_to_str() {
+    fn visible_agrees_with_to_str() {
         for b in 0..=255u8 {
             let Ok(v) = HeaderValue::from_bytes(&[b'a', b, b'z']) else {
                 continue;
             };
-            assert_eq!(visible_str(&v), v.to_str().ok(), "byte {b:#x}");
+            assert_eq!(visible(v.as_bytes()), v.to_str().is_ok(), "byte {b:#x}");
+        }
+    }
+
+    /// The byte-level reader and stripper give what the `str` versions they replaced gave.
+    #[test]
+    fn byte_level_parsing_matches_the_str_reference() {
+        fn reference_strip(h: &HeaderMap) -> Option<String> {
+            let mut kept = String::new();
+            for value in h.get_all(header::COOKIE) {
+                let Ok(s) = value.to_str() else { continue };
+                for pair in s.split(';') {
+                    let pair = pair.trim();
+                    let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+                    if pair.is_empty() || ALL.contains(&name) {
+                        continue;
+                    }
+                    if !kept.is_empty() {
+                        kept.push_str("; ");
+                    }
+                    kept.push_str(pair);
+                }
+            }
+            (!kept.is_empty()).then_some(kept)
+        }
+        /// The old reader: every tessera cookie, or `Err` for a duplicate.
+        fn reference_read(h: &HeaderMap) -> Result<Vec<Option<String>>, ()> {
+            let mut found: Vec<Option<String>> = vec![None; ALL.len()];
+            for value in h.get_all(header::COOKIE) {
+                let Ok(s) = value.to_str() else { continue };
+                for pair in s.split(';') {
+                    let Some((n, v)) = pair.trim().split_once('=') else {
+                        continue;
+                    };
+                    let Some(i) = ALL.iter().position(|c| *c == n.trim()) else {
+                        continue;
+                    };
+                    if found[i].is_some() {
+                        return Err(());
+                    }
+                    found[i] = Some(v.trim().trim_matches('"').to_owned());
+                }
+            }
+            Ok(found)
+        }
+        let pieces = [
+            "a=1",
+            " b = 2 ",
+            "__Host-tessera-sig=h.s",
+            "__Host-tessera-sig = \"q.r\" ",
+            "\t__Host-tessera-claims=abc",
+            "__Host-tessera-claimsx=1",
+            "c",
+            "",
+            " ",
+            "=v",
+            "d=e=f",
+            "__Secure-tessera-refresh=r",
+            "x=\"\"",
+            "\u{e9}=1",
+            "y=\x01",
+        ];
+        let mut seed = 7u64;
+        for _ in 0..5_000 {
+            let mut h = HeaderMap::new();
+            for _ in 0..(seed % 2 + 1) {
+                let mut v = String::new();
+                for i in 0..(seed % 5) {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    if i > 0 {
+                        v.push(';');
+                    }
+                    v.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+                }
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                    h.append(header::COOKIE, v);
+                }
+            }
+            assert_eq!(
+                strip(&h).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                reference_strip(&h),
+                "{h:?}"
+            );
+            let got = read(&h).map(|c| {
+                [c.claims, c.sig, c.access, c.refresh, c.csrf]
+                    .map(|v| v.map(str::to_owned))
+                    .to_vec()
+            });
+            assert_eq!(got.map_err(|_| ()), reference_read(&h), "{h:?}");
         }
     }
 

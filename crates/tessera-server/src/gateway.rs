@@ -406,15 +406,17 @@ pub async fn proxy(
             .http1
             .head(&parts.method, &target, parts.headers.len());
         upstream_request_headers(state, &parts.headers, peer, caller, &mut head);
-        let res =
-            match tokio::time::timeout(timeout, upstream.http1.send(&parts.method, head)).await {
-                Err(_) => return Err(AppError::gateway_timeout()),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "upstream request failed");
-                    return Err(AppError::bad_gateway());
-                }
-                Ok(Ok(res)) => res,
-            };
+        // One clock read bounds the exchange and ages the pooled connections.
+        let now = tokio::time::Instant::now();
+        let exchange = upstream.http1.send(&parts.method, head, now.into_std());
+        let res = match tokio::time::timeout_at(now + timeout, exchange).await {
+            Err(_) => return Err(AppError::gateway_timeout()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "upstream request failed");
+                return Err(AppError::bad_gateway());
+            }
+            Ok(Ok(res)) => res,
+        };
         let (mut parts, body) = res.into_parts();
         clean_response_headers(&mut parts.headers);
         return Ok(Response::from_parts(parts, Body::new(body)));

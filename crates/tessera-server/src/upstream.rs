@@ -215,17 +215,20 @@ impl Http1 {
         RequestHead(out)
     }
 
-    /// Sends a request without a body and reads the answer's head.
+    /// Sends a request without a body and reads the answer's head. `now` is the time the
+    /// request started (read once by the caller, which also bounds the exchange with it);
+    /// it ages pooled connections and stamps the one this exchange gives back.
     pub async fn send(
         &self,
         method: &Method,
         head: RequestHead,
+        now: Instant,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let head = head.finish(method);
         let mut stale = 0;
         loop {
             let pooled = if stale < MAX_STALE_RETRIES {
-                self.checkout()
+                self.checkout(now)
             } else {
                 None
             };
@@ -234,7 +237,7 @@ impl Http1 {
                 None => (self.connect().await?, false),
             };
             match exchange(&mut conn, &head, *method == Method::HEAD).await {
-                Ok(answer) => return Ok(self.respond(conn, answer)),
+                Ok(answer) => return Ok(self.respond(conn, answer, now)),
                 Err(e) if reused && is_idempotent(method) && e.before_answer() => stale += 1,
                 Err(e) => return Err(e),
             }
@@ -242,8 +245,7 @@ impl Http1 {
     }
 
     /// The most recently used idle connection still open, if any.
-    fn checkout(&self) -> Option<Conn> {
-        let now = Instant::now();
+    fn checkout(&self, now: Instant) -> Option<Conn> {
         loop {
             let idle = {
                 let mut pool = self.inner.idle.lock().ok()?;
@@ -266,14 +268,11 @@ impl Http1 {
         }
     }
 
-    fn checkin(&self, conn: Conn) {
+    fn checkin(&self, conn: Conn, since: Instant) {
         debug_assert!(conn.buf.is_empty());
         if let Ok(mut pool) = self.inner.idle.lock() {
             if pool.len() < self.inner.max_idle {
-                pool.push(Idle {
-                    conn,
-                    since: Instant::now(),
-                });
+                pool.push(Idle { conn, since });
             }
         }
     }
@@ -298,7 +297,7 @@ impl Http1 {
         })
     }
 
-    fn respond(&self, mut conn: Conn, answer: Answer) -> Response<UpstreamBody> {
+    fn respond(&self, mut conn: Conn, answer: Answer, now: Instant) -> Response<UpstreamBody> {
         let Answer {
             status,
             headers,
@@ -307,7 +306,7 @@ impl Http1 {
         } = answer;
         let body = match framing {
             Framing::None => {
-                self.release(conn, keep_alive);
+                self.release(conn, keep_alive, now);
                 UpstreamBody::Full(None)
             }
             Framing::Length(n) if conn.buf.len() as u64 >= n => {
@@ -323,12 +322,13 @@ impl Http1 {
                 } else {
                     conn.buf.split_to(n).freeze()
                 };
-                self.release(conn, keep_alive);
+                self.release(conn, keep_alive, now);
                 UpstreamBody::Full((!data.is_empty()).then_some(data))
             }
             framing => UpstreamBody::Streaming(Box::new(Streaming {
                 conn: Some(conn),
                 pool: keep_alive.then(|| self.clone()),
+                since: now,
                 state: match framing {
                     Framing::Length(n) => State::Length(n),
                     Framing::Chunked => State::Chunked(Chunk::Size),
@@ -344,9 +344,9 @@ impl Http1 {
     }
 
     /// Pools `conn` if its answer ended exactly at the end of what was read.
-    fn release(&self, conn: Conn, keep_alive: bool) {
+    fn release(&self, conn: Conn, keep_alive: bool, since: Instant) {
         if keep_alive && conn.buf.is_empty() {
-            self.checkin(conn);
+            self.checkin(conn, since);
         }
     }
 }
@@ -538,6 +538,8 @@ pub struct Streaming {
     conn: Option<Conn>,
     /// Where the connection goes when the body ends; `None` if it must be closed.
     pool: Option<Http1>,
+    /// When the request started: the pooled connection's age counts from here.
+    since: Instant,
     state: State,
     /// Decoded data not yet handed on.
     ready: VecDeque<Bytes>,
@@ -644,7 +646,7 @@ impl Streaming {
     /// The body ended: the connection is pooled if nothing follows it.
     fn finish(&mut self) {
         if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.take()) {
-            pool.release(conn, true);
+            pool.release(conn, true, self.since);
         }
     }
 }

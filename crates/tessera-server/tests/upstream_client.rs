@@ -230,7 +230,7 @@ async fn send(
     target: &str,
 ) -> Result<Response<UpstreamBody>, UpstreamError> {
     let head = c.head(&method, target, 0);
-    tokio::time::timeout(LIMIT, c.send(&method, head))
+    tokio::time::timeout(LIMIT, c.send(&method, head, std::time::Instant::now()))
         .await
         .expect("the client hung waiting for the answer's head")
 }
@@ -1115,7 +1115,7 @@ async fn request_head_sent_upstream() {
         ));
         head.text(&HeaderName::from_static("content-length"), &["1", "2"]);
         head.text(&HeaderName::from_static("host"), &["evil.example"]);
-        let res = tokio::time::timeout(LIMIT, c.send(method, head))
+        let res = tokio::time::timeout(LIMIT, c.send(method, head, std::time::Instant::now()))
             .await
             .unwrap()
             .unwrap();
@@ -1226,7 +1226,7 @@ async fn connect_failure_is_a_connect_error() {
         Duration::from_secs(1),
     );
     let head = c.head(&Method::GET, "/", 0);
-    match tokio::time::timeout(LIMIT, c.send(&Method::GET, head))
+    match tokio::time::timeout(LIMIT, c.send(&Method::GET, head, std::time::Instant::now()))
         .await
         .unwrap()
     {
@@ -1340,7 +1340,9 @@ async fn through_hyper_server(
                     let c = c.clone();
                     async move {
                         let head = c.head(&Method::GET, "/", 0);
-                        let res = c.send(&Method::GET, head).await?;
+                        let res = c
+                            .send(&Method::GET, head, std::time::Instant::now())
+                            .await?;
                         Ok::<_, UpstreamError>(res.map(axum::body::Body::new))
                     }
                 });
