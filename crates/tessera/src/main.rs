@@ -2,11 +2,6 @@
 
 mod config;
 
-/// mimalloc rather than glibc's malloc: the request path allocates and frees many small
-/// objects (header maps, futures, buffers); see BENCHMARKS.md for the measurement.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
