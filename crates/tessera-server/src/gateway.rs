@@ -185,15 +185,15 @@ trait HeaderSink {
     fn header(&mut self, name: &HeaderName, value: &HeaderValue);
     /// A header whose value is `parts` joined with `,`, dropped (as `HeaderValue` would
     /// refuse it) if any byte is a control character other than tab.
-    fn text(&mut self, name: &HeaderName, parts: &[&str]);
+    fn text<'a>(&mut self, name: &HeaderName, parts: impl Iterator<Item = &'a str> + Clone);
 }
 
 impl HeaderSink for HeaderMap {
     fn header(&mut self, name: &HeaderName, value: &HeaderValue) {
         self.append(name.clone(), value.clone());
     }
-    fn text(&mut self, name: &HeaderName, parts: &[&str]) {
-        if let Ok(v) = HeaderValue::from_str(&parts.join(",")) {
+    fn text<'a>(&mut self, name: &HeaderName, parts: impl Iterator<Item = &'a str> + Clone) {
+        if let Ok(v) = HeaderValue::from_str(&parts.collect::<Vec<_>>().join(",")) {
             self.append(name.clone(), v);
         }
     }
@@ -203,7 +203,7 @@ impl HeaderSink for crate::upstream::RequestHead {
     fn header(&mut self, name: &HeaderName, value: &HeaderValue) {
         crate::upstream::RequestHead::header(self, name, value);
     }
-    fn text(&mut self, name: &HeaderName, parts: &[&str]) {
+    fn text<'a>(&mut self, name: &HeaderName, parts: impl Iterator<Item = &'a str> + Clone) {
         crate::upstream::RequestHead::text(self, name, parts);
     }
 }
@@ -287,12 +287,12 @@ fn upstream_request_headers(
                 s
             }
         };
-        out.text(&X_FORWARDED_FOR, &[value.as_str()]);
+        out.text(&X_FORWARDED_FOR, std::iter::once(value.as_str()));
     }
     if !has_proto {
         out.text(
             &X_FORWARDED_PROTO,
-            &[if state.tls { "https" } else { "http" }],
+            std::iter::once(if state.tls { "https" } else { "http" }),
         );
     }
     if let (Some(host), false) = (src.get(header::HOST), has_host) {
@@ -302,13 +302,12 @@ fn upstream_request_headers(
         Caller::Anonymous => {}
         Caller::User(identity) => {
             let c = &identity.claims;
-            out.text(&X_TESSERA_USER, &[c.sub.as_str()]);
-            out.text(&X_TESSERA_USERNAME, &[c.username.as_str()]);
-            let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
-            out.text(&X_TESSERA_ROLES, &roles);
-            out.text(&X_TESSERA_SESSION, &[c.sid.as_str()]);
+            out.text(&X_TESSERA_USER, std::iter::once(c.sub.as_str()));
+            out.text(&X_TESSERA_USERNAME, std::iter::once(c.username.as_str()));
+            out.text(&X_TESSERA_ROLES, c.roles.iter().map(|r| r.as_str()));
+            out.text(&X_TESSERA_SESSION, std::iter::once(c.sid.as_str()));
         }
-        Caller::Client(name) => out.text(&X_TESSERA_CLIENT, &[name]),
+        Caller::Client(name) => out.text(&X_TESSERA_CLIENT, std::iter::once(name)),
     }
 }
 
@@ -499,14 +498,11 @@ pub async fn fallback(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Response, AppError> {
-    // A cheap handle on the target (shared bytes), as `req` moves on below.
-    let uri = req.uri().clone();
-    let path = uri.path();
+    let path = req.uri().path();
     if !path_is_canonical(path) {
         return Err(AppError::invalid_request("non-canonical path"));
     }
-    let method = req.method().clone();
-    if method == Method::GET || method == Method::HEAD {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
         if let Some(dir) = &state.config.static_dir {
             if static_exists(dir, path).await {
                 return Ok(serve_static(dir, req).await);
@@ -517,25 +513,21 @@ pub async fn fallback(
             }
         }
     }
-    route_upstream(state, req, path).await
+    route_upstream(state, req).await
 }
 
-async fn route_upstream(
-    state: Arc<AppState>,
-    req: Request,
-    path: &str,
-) -> Result<Response, AppError> {
+async fn route_upstream(state: Arc<AppState>, req: Request) -> Result<Response, AppError> {
     let Some(upstream) = &state.upstream else {
         return Err(AppError::not_found());
     };
-    if is_public(&state.config, path) {
+    if is_public(&state.config, req.uri().path()) {
         return proxy(&state, upstream, req, Caller::Anonymous).await;
     }
     let h = req.headers();
     if !h.contains_key(header::AUTHORIZATION) && h.contains_key(&SIGNATURE_INPUT) {
         return signed_request(&state, upstream, req).await;
     }
-    let identity = auth::authenticate(&state, req.method(), path, req.headers())?;
+    let identity = auth::authenticate(&state, req.method(), req.uri().path(), req.headers())?;
     proxy(&state, upstream, req, Caller::User(&identity)).await
 }
 
@@ -677,9 +669,9 @@ mod tests {
         for b in 0..=255u8 {
             let s = String::from_utf8_lossy(&[b'a', b]).into_owned();
             let mut map = HeaderMap::new();
-            HeaderSink::text(&mut map, &name, &[&s, "z"]);
+            HeaderSink::text(&mut map, &name, [s.as_str(), "z"].into_iter());
             let mut head = up.head(&Method::GET, "/", 1);
-            let written = head.text(&name, &[&s, "z"]);
+            let written = head.text(&name, [s.as_str(), "z"]);
             assert_eq!(written, map.contains_key(&name), "byte {b:#x}");
         }
     }

@@ -128,15 +128,20 @@ impl RequestHead {
     /// `Content-Length`, `Transfer-Encoding` and `Host` are skipped; `HeaderValue` cannot
     /// hold CR or LF, and `HeaderName` is a token.
     pub fn header(&mut self, name: &HeaderName, value: &HeaderValue) {
-        self.write(name, &[value.as_bytes()]);
+        self.write(name, std::iter::once(value.as_bytes()));
     }
 
     /// Adds a header field whose value is `parts` joined with `,`, written straight from
     /// text (no `HeaderValue` made). Refused, and `false` returned, if any byte is a
     /// control character other than tab (`HeaderValue`'s own rule), so no text can end
     /// the field early.
-    pub fn text(&mut self, name: &HeaderName, parts: &[&str]) -> bool {
-        let ok = parts.iter().all(|p| {
+    pub fn text<'a>(
+        &mut self,
+        name: &HeaderName,
+        parts: impl IntoIterator<Item = &'a str, IntoIter: Clone>,
+    ) -> bool {
+        let parts = parts.into_iter();
+        let ok = parts.clone().all(|p| {
             p.bytes()
                 .fold(true, |ok, b| ok & (b == b'\t' || (b >= 0x20 && b != 0x7f)))
         });
@@ -146,7 +151,7 @@ impl RequestHead {
         ok
     }
 
-    fn write(&mut self, name: &HeaderName, parts: &[impl AsRef<[u8]>]) {
+    fn write<T: AsRef<[u8]>>(&mut self, name: &HeaderName, parts: impl Iterator<Item = T>) {
         if name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
             || name == header::HOST
@@ -155,7 +160,7 @@ impl RequestHead {
         }
         self.0.extend_from_slice(name.as_str().as_bytes());
         self.0.extend_from_slice(b": ");
-        for (i, part) in parts.iter().enumerate() {
+        for (i, part) in parts.enumerate() {
             if i > 0 {
                 self.0.push(b',');
             }
@@ -435,7 +440,10 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Parsed, UpstreamError> {
     if status.is_informational() {
         return Ok(Parsed::Interim(n));
     }
-    let mut headers = HeaderMap::with_capacity(res.headers.len());
+    // Room for the security headers added on the way out, so the map never regrows.
+    let mut headers = HeaderMap::with_capacity(res.headers.len() + 8);
+    // One copy of the head that every value shares, rather than one allocation per value.
+    let shared = Bytes::copy_from_slice(&buf[..n]);
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut close = res.version != Some(1);
@@ -484,8 +492,16 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Parsed, UpstreamError> {
         if crate::gateway::is_hop_by_hop(name.as_str()) || listed(h.name) {
             continue;
         }
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| UpstreamError::Invalid("bad header value"))?;
+        // `h.value` lies within `buf[..n]`, so its offset there is its offset in `shared`.
+        let at = (h.value.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        let value = shared
+            .get(at..at.wrapping_add(h.value.len()))
+            .map(|v| shared.slice_ref(v))
+            .ok_or(UpstreamError::Invalid("bad header value"))
+            .and_then(|v| {
+                HeaderValue::from_maybe_shared(v)
+                    .map_err(|_| UpstreamError::Invalid("bad header value"))
+            })?;
         headers.append(name, value);
     }
     if chunked && length.is_some() {
