@@ -1,7 +1,8 @@
-//! The floor of tessera's proxy stack: axum + hyper's server + hyper-util's pooled client,
+//! A bare axum + hyper-util proxy: hyper's server and hyper-util's pooled client,
 //! forwarding every request unchanged, with no authentication, no header rewriting, no
-//! timeout and no middleware. `bench/run` puts it next to tessera and nginx, so the proxy
-//! rows say how much of the gap to nginx is tessera's own work and how much the stack's.
+//! timeout and no middleware. `bench/run` puts it next to tessera and nginx. It is what
+//! tessera's proxy path was built on before tessera wrote its own HTTP/1.1 upstream client
+//! for bodiless requests (BENCHMARKS.md: this stack alone reached about 0.6–0.8 × nginx).
 //! Not a product: it checks nothing.
 //!
 //! `proxy_floor <listen addr> <upstream host:port>`
