@@ -183,6 +183,7 @@ impl AppState {
         });
         crate::sync::pull_revocations(&state).await?;
         crate::clients::reload(&state).await?;
+        crate::sync::release_free_memory();
         Ok(state)
     }
 
