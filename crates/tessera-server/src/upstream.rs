@@ -595,10 +595,7 @@ impl Streaming {
                     if buf.is_empty() {
                         return Ok(false);
                     }
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                    self.ready.push_back(buf.split_to(take).freeze());
-                    *left -= take as u64;
-                    if *left == 0 {
+                    if take_framed(buf, left, &mut self.ready) {
                         self.state = State::Done;
                     }
                 }
@@ -619,10 +616,7 @@ impl Streaming {
                         if buf.is_empty() {
                             return Ok(false);
                         }
-                        let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                        self.ready.push_back(buf.split_to(take).freeze());
-                        *left -= take as u64;
-                        if *left == 0 {
+                        if take_framed(buf, left, &mut self.ready) {
                             *chunk = Chunk::DataEnd;
                         }
                     }
@@ -665,6 +659,15 @@ impl Streaming {
             pool.release(conn, true, self.since);
         }
     }
+}
+
+/// Moves up to `left` framed body bytes from `buf` to `ready`; true once none are left.
+/// Never takes a byte past the frame, which belongs to what follows it.
+fn take_framed(buf: &mut BytesMut, left: &mut u64, ready: &mut VecDeque<Bytes>) -> bool {
+    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+    ready.push_back(buf.split_to(take).freeze());
+    *left -= take as u64;
+    *left == 0
 }
 
 /// The position of the first CRLF in `buf`, looking at no more than `max` bytes before it.
