@@ -179,8 +179,9 @@ const SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
 const X_TESSERA_CLIENT: HeaderName = HeaderName::from_static("x-tessera-client");
 
 /// Where [`upstream_request_headers`] puts the upstream's headers: a `HeaderMap` for
-/// hyper's client, or the request head the HTTP/1.1 client writes.
-trait HeaderSink {
+/// hyper's client (and forward-auth's answer), or the request head the HTTP/1.1 client
+/// writes.
+pub(crate) trait HeaderSink {
     /// A header whose value is already a `HeaderValue` (shared, not copied).
     fn header(&mut self, name: &HeaderName, value: &HeaderValue);
     /// A header whose value is `parts` joined with `,`, dropped (as `HeaderValue` would
@@ -212,6 +213,17 @@ const X_TESSERA_USER: HeaderName = HeaderName::from_static("x-tessera-user");
 const X_TESSERA_USERNAME: HeaderName = HeaderName::from_static("x-tessera-username");
 const X_TESSERA_ROLES: HeaderName = HeaderName::from_static("x-tessera-roles");
 const X_TESSERA_SESSION: HeaderName = HeaderName::from_static("x-tessera-session");
+
+/// The identity headers sent upstream and returned by forward-auth, written straight from
+/// the claims. A value that is not valid header text (cannot happen for tokens tessera
+/// signed) is left out.
+pub(crate) fn identity_headers(identity: &Identity, out: &mut impl HeaderSink) {
+    let c = &identity.claims;
+    out.text(&X_TESSERA_USER, std::iter::once(c.sub.as_str()));
+    out.text(&X_TESSERA_USERNAME, std::iter::once(c.username.as_str()));
+    out.text(&X_TESSERA_ROLES, c.roles.iter().map(|r| r.as_str()));
+    out.text(&X_TESSERA_SESSION, std::iter::once(c.sid.as_str()));
+}
 
 /// Who the upstream is told made the request.
 #[derive(Debug, Clone, Copy)]
@@ -300,13 +312,7 @@ fn upstream_request_headers(
     }
     match caller {
         Caller::Anonymous => {}
-        Caller::User(identity) => {
-            let c = &identity.claims;
-            out.text(&X_TESSERA_USER, std::iter::once(c.sub.as_str()));
-            out.text(&X_TESSERA_USERNAME, std::iter::once(c.username.as_str()));
-            out.text(&X_TESSERA_ROLES, c.roles.iter().map(|r| r.as_str()));
-            out.text(&X_TESSERA_SESSION, std::iter::once(c.sid.as_str()));
-        }
+        Caller::User(identity) => identity_headers(identity, out),
         Caller::Client(name) => out.text(&X_TESSERA_CLIENT, std::iter::once(name)),
     }
 }
@@ -408,17 +414,7 @@ pub async fn proxy(
         // One clock read bounds the exchange and ages the pooled connections.
         let now = tokio::time::Instant::now();
         let exchange = upstream.http1.send(&parts.method, head, now.into_std());
-        let res = match tokio::time::timeout_at(now + timeout, exchange).await {
-            Err(_) => return Err(AppError::gateway_timeout()),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "upstream request failed");
-                return Err(AppError::bad_gateway());
-            }
-            Ok(Ok(res)) => res,
-        };
-        let (mut parts, body) = res.into_parts();
-        clean_response_headers(&mut parts.headers);
-        return Ok(Response::from_parts(parts, Body::new(body)));
+        return answer(now + timeout, exchange).await;
     }
     let uri = upstream_uri(upstream, &parts.uri)?;
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 8);
@@ -431,7 +427,23 @@ pub async fn proxy(
     let out = out
         .body(body)
         .map_err(|_| AppError::invalid_request("bad request"))?;
-    let res = match tokio::time::timeout(timeout, upstream.client.request(out)).await {
+    let deadline = tokio::time::Instant::now() + timeout;
+    answer(deadline, upstream.client.request(out)).await
+}
+
+/// The upstream's answer, from either client, awaited until `deadline` (504 after it; 413
+/// if the request body went over its limit; 502 for any other failure), handed on with
+/// hop-by-hop fields and tessera's cookies removed.
+async fn answer<B, E>(
+    deadline: tokio::time::Instant,
+    exchange: impl std::future::Future<Output = Result<Response<B>, E>>,
+) -> Result<Response, AppError>
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+    E: std::error::Error + 'static,
+{
+    let res = match tokio::time::timeout_at(deadline, exchange).await {
         Err(_) => return Err(AppError::gateway_timeout()),
         Ok(Err(e)) => {
             if is_length_limit(&e) {
@@ -463,12 +475,9 @@ fn upstream_target<'a>(upstream: &Upstream, target: &'a Uri) -> std::borrow::Cow
 fn upstream_uri(upstream: &Upstream, target: &Uri) -> Result<Uri, AppError> {
     let pq = match target.path_and_query() {
         Some(pq) if upstream.base_path.is_empty() => pq.clone(),
-        pq => {
-            let pq = pq.map_or("/", |pq| pq.as_str());
-            format!("{}{pq}", upstream.base_path)
-                .parse()
-                .map_err(|_| AppError::invalid_request("bad request target"))?
-        }
+        _ => upstream_target(upstream, target)
+            .parse()
+            .map_err(|_| AppError::invalid_request("bad request target"))?,
     };
     let mut parts = axum::http::uri::Parts::default();
     parts.scheme = Some(upstream.scheme.clone());

@@ -164,7 +164,7 @@ where
     let mut req = req;
     let request_id = request_id(&req);
     req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
-    let matched = route;
+    let own_route = route.is_some();
     let route = route.unwrap_or("gateway");
     let cors = cors_origin(state, &req);
     let preflight = req.method() == axum::http::Method::OPTIONS
@@ -201,7 +201,7 @@ where
         let work = next(req).instrument(span);
         // tessera's own endpoints get `limits.request_timeout`; proxied requests are bounded
         // by `limits.upstream_timeout` in the proxy instead.
-        let mut res = if matched.is_some() {
+        let mut res = if own_route {
             match tokio::time::timeout(state.config.limits.request_timeout, work).await {
                 Ok(res) => res,
                 Err(_) => error::AppError::new(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -577,25 +577,6 @@ pub async fn logout_all(State(state): State<Arc<AppState>>, req: Request) -> App
     Ok(cleared(StatusCode::NO_CONTENT))
 }
 
-/// Identity headers sent upstream and returned by forward-auth. A value that is not a
-/// valid header value (cannot happen for tokens tessera signed) is left out.
-pub fn identity_headers(identity: &Identity) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
-    let c = &identity.claims;
-    const USER: HeaderName = HeaderName::from_static("x-tessera-user");
-    const USERNAME: HeaderName = HeaderName::from_static("x-tessera-username");
-    const ROLES: HeaderName = HeaderName::from_static("x-tessera-roles");
-    const SESSION: HeaderName = HeaderName::from_static("x-tessera-session");
-    let roles = c.roles.join(",");
-    [
-        (USER, HeaderValue::from_str(&c.sub)),
-        (USERNAME, HeaderValue::from_str(&c.username)),
-        (ROLES, HeaderValue::from_str(&roles)),
-        (SESSION, HeaderValue::from_str(&c.sid)),
-    ]
-    .into_iter()
-    .filter_map(|(name, value)| Some((name, value.ok()?)))
-}
-
 /// `GET /auth/verify`: forward-auth for nginx `auth_request` and Traefik `forwardAuth`.
 /// The original method comes from `X-Forwarded-Method` / `X-Original-Method`; CSRF rules
 /// apply to it.
@@ -613,7 +594,7 @@ pub async fn verify(State(state): State<Arc<AppState>>, req: Request) -> AppResu
     let path = forwarded_path(&state, &req);
     let identity = auth::authenticate(&state, &method, &path, headers)?;
     let mut res = StatusCode::OK.into_response();
-    res.headers_mut().extend(identity_headers(&identity));
+    crate::gateway::identity_headers(&identity, res.headers_mut());
     no_store(&mut res);
     Ok(res)
 }
