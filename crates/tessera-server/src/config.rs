@@ -316,10 +316,23 @@ pub struct PasswordConfig {
     pub workers: usize,
     /// Logins waiting for a hashing thread before new ones get 503. Default 32.
     pub queue: usize,
-    /// Scheduling niceness of the hashing threads (0–19; Linux). Default 10: under a
-    /// login flood the request threads win the CPU, so authenticated traffic keeps its
-    /// latency while logins wait (and overflow into 503 `overloaded`).
+    /// How the hashing threads share the CPU with the request threads (Linux). Default
+    /// `idle`: hashing only uses CPU time requests leave free, so a login flood cannot
+    /// slow authenticated traffic; on a saturated node logins wait, then overflow into
+    /// 503 `overloaded`. `nice`: ordinary scheduling at `worker_nice`.
+    pub worker_priority: WorkerPriority,
+    /// Niceness of the hashing threads when `worker_priority = "nice"` (0–19). Default 10.
     pub worker_nice: i32,
+}
+
+/// Scheduling of the hashing threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerPriority {
+    /// `SCHED_IDLE`.
+    Idle,
+    /// `SCHED_OTHER` at `worker_nice`.
+    Nice,
 }
 
 impl Default for PasswordConfig {
@@ -333,12 +346,21 @@ impl Default for PasswordConfig {
             breached_list: None,
             workers: 0,
             queue: 32,
+            worker_priority: WorkerPriority::Idle,
             worker_nice: 10,
         }
     }
 }
 
 impl PasswordConfig {
+    /// The hashing threads' scheduling.
+    pub fn hash_priority(&self) -> crate::hashing::Priority {
+        match self.worker_priority {
+            WorkerPriority::Idle => crate::hashing::Priority::Idle,
+            WorkerPriority::Nice => crate::hashing::Priority::Nice(self.worker_nice),
+        }
+    }
+
     /// The Argon2 parameters.
     pub fn params(&self) -> tessera_core::password::HashParams {
         tessera_core::password::HashParams {

@@ -112,6 +112,12 @@ async fn check_password_unthrottled(
     username: &str,
     password: &str,
 ) -> AppResult<PasswordCheck> {
+    // The place on the hashing pool comes first: a flood beyond its capacity is turned
+    // away before it costs a store lookup.
+    let place = state.hash_pool.admit().map_err(|_| {
+        inc(&state.metrics.login_overloaded);
+        AppError::overloaded()
+    })?;
     let user = state.store.user_by_name(username).await.map_err(|e| {
         inc(&state.metrics.store_errors);
         AppError::unavailable(e)
@@ -122,8 +128,7 @@ async fn check_password_unthrottled(
     let params = state.config.passwords.params();
     let pw = zeroize::Zeroizing::new(password.to_owned());
     let pw2 = pw.clone();
-    let verdict = state
-        .hash_pool
+    let verdict = place
         .run(move || password::verify_password(&stored, &pw2, params))
         .await
         .map_err(|_| {

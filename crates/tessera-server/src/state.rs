@@ -139,7 +139,7 @@ impl AppState {
         let hash_pool = HashPool::new(
             config.passwords.workers,
             config.passwords.queue,
-            config.passwords.worker_nice,
+            config.passwords.hash_priority(),
         )
         .map_err(|e| StartError::Other(format!("cannot start hashing threads: {e}")))?;
         let params = config.passwords.params();

@@ -78,3 +78,54 @@ async fn slow_clients_are_cut_off_after_the_header_timeout() {
         "{res:?}"
     );
 }
+
+/// The scheduling policy and niceness of the running server's hashing threads, read from
+/// `/proc/<pid>/task/*/{comm,sched,stat}`.
+#[cfg(target_os = "linux")]
+fn hashing_threads(server: &Server) -> Vec<(u32, i32)> {
+    let pid = server.pid().expect("server pid");
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("tessera-hash") {
+            continue;
+        }
+        let sched = std::fs::read_to_string(dir.join("sched")).unwrap();
+        let policy = sched
+            .lines()
+            .find_map(|l| l.strip_prefix("policy"))
+            .and_then(|l| l.split(':').nth(1))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        let nice = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(16);
+        found.push((policy, nice.unwrap().parse().unwrap()));
+    }
+    found
+}
+
+/// By default the hashing threads run under `SCHED_IDLE` (policy 5), so a login flood
+/// only gets the CPU time authenticated requests leave; `worker_priority = "nice"` gives
+/// ordinary scheduling (policy 0) at `worker_nice`.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn hashing_threads_run_at_idle_priority_unless_told_otherwise() {
+    let server = Server::builder(BIN).start().await;
+    let threads = hashing_threads(&server);
+    assert!(!threads.is_empty(), "no hashing threads found");
+    assert!(
+        threads.iter().all(|&(policy, _)| policy == 5),
+        "{threads:?}"
+    );
+
+    let server = Server::builder(BIN)
+        .config("[passwords]\nworker_priority = \"nice\"\nworker_nice = 12\n")
+        .start()
+        .await;
+    let threads = hashing_threads(&server);
+    assert!(!threads.is_empty(), "no hashing threads found");
+    assert!(threads.iter().all(|&t| t == (0, 12)), "{threads:?}");
+}
