@@ -28,6 +28,12 @@ pub fn encode(bytes: impl AsRef<[u8]>) -> String {
     STRICT.encode(bytes)
 }
 
+/// Writes the unpadded base64url encoding of `bytes` into `out`, returning its length;
+/// `None` if `out` is too short.
+pub fn encode_slice(bytes: impl AsRef<[u8]>, out: &mut [u8]) -> Option<usize> {
+    STRICT.encode_slice(bytes, out).ok()
+}
+
 /// Appends the unpadded base64url encoding of `bytes` to `out`.
 pub fn encode_into(bytes: impl AsRef<[u8]>, out: &mut String) {
     STRICT.encode_string(bytes, out)

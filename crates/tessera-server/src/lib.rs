@@ -113,7 +113,9 @@ fn new_request_id() -> HeaderValue {
     let mut id = [0u8; 12];
     id[..6].copy_from_slice(prefix);
     id[6..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes()[2..]);
-    HeaderValue::from_str(&tessera_core::b64::encode(id))
+    let mut text = [0u8; 16];
+    tessera_core::b64::encode_slice(id, &mut text)
+        .and_then(|n| HeaderValue::from_bytes(&text[..n]).ok())
         .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
