@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Most request threads `worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +38,9 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` is believed (exact IPs). Default none: the client IP
     /// is the socket's peer.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Threads serving requests. Default 0 = one per CPU the process may use; with one, a
+    /// single-threaded scheduler. At most 1024.
+    pub worker_threads: usize,
     /// TLS.
     pub tls: TlsConfig,
     /// Access and refresh tokens.
@@ -115,6 +121,7 @@ impl Default for Config {
             static_dir: None,
             public_paths: Vec::new(),
             trusted_proxies: Vec::new(),
+            worker_threads: 0,
             tls: TlsConfig::default(),
             tokens: TokenConfig::default(),
             cookies: CookieConfig::default(),
@@ -471,6 +478,9 @@ pub fn valid_origin(s: &str) -> bool {
 impl Config {
     /// Checks every value, naming the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return Err(bad("worker_threads", "must be 0 (one per CPU) … 1024"));
+        }
         if let Some(o) = &self.public_origin {
             if !valid_origin(o) {
                 return Err(bad(

@@ -10,6 +10,7 @@ use toml::{Table, Value};
 /// Top-level keys (the ones an environment variable may address).
 const TOP_LEVEL: &[&str] = &[
     "listen",
+    "worker_threads",
     "dpop",
     "signatures",
     "public_origin",

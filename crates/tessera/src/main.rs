@@ -182,17 +182,27 @@ fn fail(message: impl Into<String>) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `serve` reads its configuration before the runtime exists: how many threads serve
+    // requests is part of it.
+    let (threads, loaded) = match &cli.command {
+        Command::Serve { cfg, .. } => match config::load(cfg.config.as_deref()) {
+            Ok(c) => (c.worker_threads, Some(c)),
+            Err(e) => {
+                let f = Failure::from(e);
+                eprintln!("tessera: {}", f.message);
+                return ExitCode::from(f.code);
+            }
+        },
+        _ => (0, None),
+    };
+    let runtime = match runtime(threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tessera: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, loaded)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("tessera: {}", f.message);
@@ -201,9 +211,36 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
+/// The runtime serving requests on `worker_threads` threads (0: one per CPU the process
+/// may use). With one thread it is tokio's single-threaded scheduler, which skips the
+/// multi-threaded one's shared queues, work stealing and per-poll timing (BENCHMARKS.md:
+/// 10–17 % more proxied requests per second on one CPU).
+fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let n = match worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    if n == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()
+    }
+}
+
+async fn run(cli: Cli, loaded: Option<Config>) -> Result<(), Failure> {
     match cli.command {
-        Command::Serve { cfg, listen, demo } => serve(cfg.config.as_deref(), listen, demo).await,
+        Command::Serve { cfg, listen, demo } => {
+            let config = match loaded {
+                Some(c) => c,
+                None => config::load(cfg.config.as_deref())?,
+            };
+            serve(config, listen, demo).await
+        }
         Command::User { command, cfg } => user(command, cfg.config.as_deref()).await,
         Command::Keys { command, cfg } => keys_cmd(command, cfg.config.as_deref()).await,
         Command::Client { command, cfg } => client_cmd(command, cfg.config.as_deref()).await,
@@ -308,11 +345,10 @@ async fn shutdown_signal() {
 }
 
 async fn serve(
-    file: Option<&Path>,
+    mut config: Config,
     listen: Option<std::net::SocketAddr>,
     demo: bool,
 ) -> Result<(), Failure> {
-    let mut config = config::load(file)?;
     if let Some(l) = listen {
         config.listen = l;
     }

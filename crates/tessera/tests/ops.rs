@@ -198,6 +198,11 @@ async fn bad_configuration_exits_2_naming_the_key() {
             "lisen",
         ),
         (
+            "too many request threads",
+            Server::builder(BIN).config("worker_threads = 5000"),
+            "worker_threads",
+        ),
+        (
             "bad duration",
             Server::builder(BIN).config("[tokens]\naccess_ttl = \"forever\""),
             "tokens.access_ttl",
@@ -687,4 +692,58 @@ async fn scheduled_rotation_prepublishes_the_next_key_and_keeps_the_old_one() {
         200,
         "a token of the retired key was refused"
     );
+}
+
+/// Names of the server's threads, from `/proc`.
+fn thread_names(server: &Server) -> Vec<String> {
+    let pid = server.pid().expect("server pid");
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| {
+            let comm = t.unwrap().path().join("comm");
+            std::fs::read_to_string(comm).unwrap().trim().to_owned()
+        })
+        .collect()
+}
+
+/// `worker_threads = 1` runs the single-threaded scheduler (requests on the main thread,
+/// no `tokio-rt-worker`), and the whole path still works on it: a login (answered from a
+/// hashing thread), a proxied request, a logout revoking at once. Another number gives
+/// that many worker threads.
+#[tokio::test]
+async fn worker_threads_sets_the_request_threads() {
+    let server = Server::builder(BIN)
+        .demo(true)
+        .config("worker_threads = 1\n")
+        .start()
+        .await;
+    let names = thread_names(&server);
+    assert!(
+        !names.iter().any(|n| n == "tokio-rt-worker"),
+        "single-threaded runtime expected: {names:?}"
+    );
+    let mut c = server.demo_client().await;
+    let kept = c.clone();
+    let res = c.get("/api/notes").send().await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let res = c.post("/auth/logout").with_csrf().send().await;
+    assert_eq!(res.status, 204, "{}", res.text());
+    let mut old = kept.clone();
+    old.get("/api/notes")
+        .send()
+        .await
+        .assert_error(401, "unauthenticated");
+
+    let server = Server::builder(BIN)
+        .demo(true)
+        .config("worker_threads = 3\n")
+        .start()
+        .await;
+    let workers = thread_names(&server)
+        .iter()
+        .filter(|n| *n == "tokio-rt-worker")
+        .count();
+    assert_eq!(workers, 3);
+    let mut c = server.demo_client().await;
+    assert_eq!(c.get("/api/notes").send().await.status, 200);
 }
