@@ -43,6 +43,9 @@ pub struct Identity {
     pub claims: Arc<AccessClaims>,
     /// How.
     pub via: Via,
+    /// The `Cookie` headers were read and hold tessera's cookies only, so nothing of them
+    /// goes upstream (false when unknown: tokens from `Authorization`).
+    pub only_tessera_cookies: bool,
 }
 
 /// True for methods that may change state.
@@ -223,6 +226,7 @@ fn authenticate_inner(
             return Ok(Identity {
                 claims,
                 via: Via::Dpop,
+                only_tessera_cookies: false,
             });
         }
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -233,6 +237,7 @@ fn authenticate_inner(
         return Ok(Identity {
             claims,
             via: Via::Bearer,
+            only_tessera_cookies: false,
         });
     }
     let jar = cookies::read(headers)?;
@@ -245,5 +250,6 @@ fn authenticate_inner(
     Ok(Identity {
         claims,
         via: Via::Cookie,
+        only_tessera_cookies: !jar.others,
     })
 }

@@ -35,6 +35,9 @@ pub struct TesseraCookies<'a> {
     pub refresh: Option<&'a str>,
     /// `__Host-tessera-csrf`.
     pub csrf: Option<&'a str>,
+    /// Something besides tessera's cookies is there (another cookie, or a pair without
+    /// `=`): exactly when [`strip`] leaves anything for the upstream.
+    pub others: bool,
 }
 
 impl TesseraCookies<'_> {
@@ -93,6 +96,7 @@ pub fn read(headers: &HeaderMap) -> Result<TesseraCookies<'_>, AppError> {
         }
         for pair in pairs(bytes) {
             let Some((name, val)) = split_pair(pair) else {
+                out.others |= !pair.is_empty();
                 continue;
             };
             let slot = match name {
@@ -101,7 +105,10 @@ pub fn read(headers: &HeaderMap) -> Result<TesseraCookies<'_>, AppError> {
                 n if n == ACCESS.as_bytes() => &mut out.access,
                 n if n == REFRESH.as_bytes() => &mut out.refresh,
                 n if n == CSRF.as_bytes() => &mut out.csrf,
-                _ => continue,
+                _ => {
+                    out.others = true;
+                    continue;
+                }
             };
             if slot.is_some() {
                 return Err(AppError::invalid_request("duplicate tessera cookie"));
@@ -341,6 +348,9 @@ mod tests {
                 reference_strip(&h),
                 "{h:?}"
             );
+            if let Ok(c) = read(&h) {
+                assert_eq!(c.others, strip(&h).is_some(), "{h:?}");
+            }
             let got = read(&h).map(|c| {
                 [c.claims, c.sig, c.access, c.refresh, c.csrf]
                     .map(|v| v.map(str::to_owned))

@@ -283,8 +283,12 @@ fn upstream_request_headers(
         has_host |= name == X_FORWARDED_HOST;
         out.header(name, value);
     }
-    if let Some(c) = cookies::strip(src) {
-        out.header(&header::COOKIE, &c);
+    // The cookie reader already saw whether anything but tessera's cookies is there.
+    let nothing_to_keep = matches!(caller, Caller::User(id) if id.only_tessera_cookies);
+    if !nothing_to_keep {
+        if let Some(c) = cookies::strip(src) {
+            out.header(&header::COOKIE, &c);
+        }
     }
     if let Some(p) = peer {
         let value = match prior_for {
