@@ -147,13 +147,15 @@ impl<'a> TokenParts<'a> {
         if claims_cookie.len() + sig_cookie.len() + 1 > MAX_TOKEN_LEN {
             return Err(TokenError::TooLarge);
         }
-        let Some((header, signature)) = sig_cookie.split_once('.') else {
+        // `.` is ASCII, so the split falls on character boundaries.
+        let Some(dot) = memchr::memchr(b'.', sig_cookie.as_bytes()) else {
             return Err(TokenError::Malformed);
         };
+        let (header, signature) = (&sig_cookie[..dot], &sig_cookie[dot + 1..]);
         // As in the compact form, the payload holds no separator, so both forms split the
         // same bytes the same way (a fast byte search; its other characters are checked by
         // its strict decoding, and a second '.' in the signature cookie by the signature's).
-        if claims_cookie.as_bytes().contains(&b'.') {
+        if memchr::memchr(b'.', claims_cookie.as_bytes()).is_some() {
             return Err(TokenError::Malformed);
         }
         Self::checked(header, claims_cookie, signature)
@@ -168,7 +170,7 @@ impl<'a> TokenParts<'a> {
         }
         // Exactly three segments: the last one holds no further separator (JWE's five
         // segments, or a split cookie `header.x.sig`, end here).
-        if signature.as_bytes().contains(&b'.') {
+        if memchr::memchr(b'.', signature.as_bytes()).is_some() {
             return Err(TokenError::Malformed);
         }
         Ok(TokenParts {
