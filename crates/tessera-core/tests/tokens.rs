@@ -288,6 +288,21 @@ fn malformed_and_oversized_tokens_are_refused_before_crypto() {
         Some(TokenError::Malformed)
     );
     assert_eq!(
+        TokenParts::from_split(&format!("{p}.x"), &format!("{h}.{s}")).err(),
+        Some(TokenError::Malformed),
+        "separator in the claims cookie"
+    );
+    assert_eq!(
+        TokenParts::from_split(&p, &format!("{h}{s}")).err(),
+        Some(TokenError::Malformed),
+        "no separator in the signature cookie"
+    );
+    assert_eq!(
+        TokenParts::from_split(&p, &format!(".{h}{s}")).err(),
+        Some(TokenError::Malformed),
+        "empty header"
+    );
+    assert_eq!(
         verify(&r, &format!("{h}.{p}=.{s}")),
         Err(TokenError::Malformed),
         "padding"
