@@ -82,21 +82,40 @@ impl Upstream {
 /// Why a path was refused: dot segments, encoded separators, empty segments or `;`
 /// parameters could make the path mean one thing here and another upstream.
 pub fn path_is_canonical(path: &str) -> bool {
-    if !path.starts_with('/') || path.contains("//") || path.contains(';') || path.contains('\\') {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'/') {
         return false;
     }
-    // Encoded dots, separators and NUL, in either case (no lowercased copy of the path).
-    let encoded_special = path.as_bytes().windows(3).any(|w| {
-        w[0] == b'%'
-            && matches!(
-                [w[1], w[2].to_ascii_lowercase()],
-                [b'2', b'e'] | [b'2', b'f'] | [b'5', b'c'] | [b'0', b'0']
-            )
-    });
-    if encoded_special {
-        return false;
+    // One pass over the bytes (this runs on every proxied request; the `str` searches it
+    // replaced cost ten times as much on a short path). `seg` is where the current
+    // segment starts.
+    let mut seg = 1;
+    for (i, &c) in b.iter().enumerate().skip(1) {
+        match c {
+            b';' | b'\\' => return false,
+            b'/' => {
+                // An empty segment (`//`), or a dot segment, before this separator.
+                if matches!(&b[seg..i], b"" | b"." | b"..") {
+                    return false;
+                }
+                seg = i + 1;
+            }
+            // Encoded dots, separators and NUL, in either case.
+            b'%' => {
+                if let Some(&[x, y]) = b.get(i + 1..i + 3) {
+                    if matches!(
+                        [x, y.to_ascii_lowercase()],
+                        [b'2', b'e'] | [b'2', b'f'] | [b'5', b'c'] | [b'0', b'0']
+                    ) {
+                        return false;
+                    }
+                }
+            }
+            _ => {}
+        }
     }
-    !path.split('/').any(|seg| seg == "." || seg == "..")
+    // The last segment may be empty (a trailing `/`), not a dot segment.
+    !matches!(&b[seg..], b"." | b"..")
 }
 
 fn is_public(config: &Config, path: &str) -> bool {
@@ -640,6 +659,45 @@ mod tests {
             "api",
         ] {
             assert!(!path_is_canonical(bad), "{bad}");
+        }
+    }
+
+    /// The byte loop refuses exactly what the `str` version it replaced refused.
+    #[test]
+    fn canonical_paths_match_the_str_reference() {
+        fn reference(path: &str) -> bool {
+            if !path.starts_with('/')
+                || path.contains("//")
+                || path.contains(';')
+                || path.contains('\\')
+            {
+                return false;
+            }
+            let encoded_special = path.as_bytes().windows(3).any(|w| {
+                w[0] == b'%'
+                    && matches!(
+                        [w[1], w[2].to_ascii_lowercase()],
+                        [b'2', b'e'] | [b'2', b'f'] | [b'5', b'c'] | [b'0', b'0']
+                    )
+            });
+            !encoded_special && !path.split('/').any(|seg| seg == "." || seg == "..")
+        }
+        let alphabet = [
+            "/", ".", "%", "2", "e", "E", "f", "F", "5", "c", "C", "0", ";", "\\", "a", "..", "é",
+        ];
+        let mut seed = 11u64;
+        for _ in 0..200_000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (seed >> 60) as usize;
+            // Mostly absolute, so the rest of the rules get exercised.
+            let mut path = String::from(if seed & 15 == 0 { "" } else { "/" });
+            for k in 0..len {
+                let r = seed.rotate_left(5 * k as u32 + 3) >> 58;
+                path.push_str(alphabet[r as usize % alphabet.len()]);
+            }
+            assert_eq!(path_is_canonical(&path), reference(&path), "{path:?}");
         }
     }
 
