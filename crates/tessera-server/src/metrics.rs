@@ -7,12 +7,52 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Upper bounds (microseconds) of the credential-check latency histogram.
 pub const VERIFY_BUCKETS_US: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000];
 
+/// Routes whose responses are counted without a lock: the gateway (every proxied
+/// request) and tessera's own routes (`/auth/verify` is the hot path of forward-auth).
+const HOT_ROUTES: [&str; 15] = [
+    "gateway",
+    "/auth/login",
+    "/auth/session",
+    "/auth/refresh",
+    "/auth/logout",
+    "/auth/logout-all",
+    "/auth/token",
+    "/auth/revoke",
+    "/auth/verify",
+    "/.well-known/jwks.json",
+    "/healthz",
+    "/metrics",
+    "/openapi.json",
+    "/tessera.js",
+    "/tessera.d.ts",
+];
+/// Statuses 100..=599, one counter each per hot route.
+const STATUSES: usize = 500;
+
+/// Response counters of the hot routes: `[route * STATUSES + status - 100]`.
+#[derive(Debug)]
+struct RouteCounts(Box<[AtomicU64]>);
+
+impl Default for RouteCounts {
+    fn default() -> Self {
+        RouteCounts(
+            (0..HOT_ROUTES.len() * STATUSES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
+    }
+}
+
+type ByStatus = std::collections::BTreeMap<u16, u64>;
+
 /// Process-wide counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Responses by (route, status).
-    pub by_route:
-        std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u16, u64>>>,
+    /// Responses of the hot routes by status.
+    route_counts: RouteCounts,
+    /// Responses of any other route (or with a status outside 100..=599), by route and
+    /// status.
+    by_route: std::sync::Mutex<std::collections::BTreeMap<String, ByStatus>>,
     /// Credential-check latency histogram (cumulative per bucket is computed at render).
     pub verify_buckets: [AtomicU64; VERIFY_BUCKETS_US.len() + 1],
     /// Sum of credential-check latencies in nanoseconds.
@@ -51,6 +91,16 @@ pub fn inc(c: &AtomicU64) {
 impl Metrics {
     /// Counts a response of `route` with `status`.
     pub fn count_route(&self, route: &str, status: u16) {
+        if let (Some(r), 100..=599) = (HOT_ROUTES.iter().position(|h| *h == route), status) {
+            if let Some(c) = self
+                .route_counts
+                .0
+                .get(r * STATUSES + usize::from(status - 100))
+            {
+                inc(c);
+                return;
+            }
+        }
         if let Ok(mut m) = self.by_route.lock() {
             // No allocation once a route has been seen.
             match m.get_mut(route) {
@@ -60,6 +110,28 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Every route's responses by status, ordered by route then status.
+    fn responses_by_route(&self) -> std::collections::BTreeMap<String, ByStatus> {
+        let mut all = self.by_route.lock().map(|m| m.clone()).unwrap_or_default();
+        for (r, route) in HOT_ROUTES.iter().enumerate() {
+            for (i, c) in self.route_counts.0[r * STATUSES..(r + 1) * STATUSES]
+                .iter()
+                .enumerate()
+            {
+                let n = c.load(Ordering::Relaxed);
+                if n > 0 {
+                    // `i` < 500.
+                    let status = 100 + u16::try_from(i).unwrap_or(0);
+                    *all.entry((*route).to_owned())
+                        .or_default()
+                        .entry(status)
+                        .or_insert(0) += n;
+                }
+            }
+        }
+        all
     }
 
     /// Records how long one credential check took.
@@ -160,16 +232,15 @@ impl Metrics {
             "# HELP tessera_http_responses_total Responses by route and status."
         );
         let _ = writeln!(out, "# TYPE tessera_http_responses_total counter");
-        if let Ok(m) = self.by_route.lock() {
-            for (route, status, n) in m
-                .iter()
-                .flat_map(|(r, by)| by.iter().map(move |(s, n)| (r, s, n)))
-            {
-                let _ = writeln!(
-                    out,
-                    "tessera_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
-            }
+        for (route, status, n) in self
+            .responses_by_route()
+            .iter()
+            .flat_map(|(r, by)| by.iter().map(move |(s, n)| (r, s, n)))
+        {
+            let _ = writeln!(
+                out,
+                "tessera_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
         }
         let _ = writeln!(
             out,
@@ -202,5 +273,48 @@ impl Metrics {
             let _ = writeln!(out, "{name} {v}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_routes_are_the_gateway_and_tesseras_own() {
+        assert_eq!(HOT_ROUTES[0], "gateway");
+        for r in &HOT_ROUTES[1..] {
+            assert!(crate::is_own_route(r), "{r}");
+        }
+    }
+
+    #[test]
+    fn responses_are_counted_by_route_and_status() {
+        let m = Metrics::default();
+        for _ in 0..3 {
+            m.count_route("gateway", 200);
+        }
+        m.count_route("gateway", 502);
+        m.count_route("/auth/verify", 401);
+        m.count_route("/other", 404);
+        // Outside the lock-free range.
+        m.count_route("gateway", 999);
+        m.count_route("gateway", 99);
+        let text = m.render(&[]);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("tessera_http_responses_total{"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "tessera_http_responses_total{route=\"/auth/verify\",status=\"401\"} 1",
+                "tessera_http_responses_total{route=\"/other\",status=\"404\"} 1",
+                "tessera_http_responses_total{route=\"gateway\",status=\"99\"} 1",
+                "tessera_http_responses_total{route=\"gateway\",status=\"200\"} 3",
+                "tessera_http_responses_total{route=\"gateway\",status=\"502\"} 1",
+                "tessera_http_responses_total{route=\"gateway\",status=\"999\"} 1",
+            ]
+        );
     }
 }
