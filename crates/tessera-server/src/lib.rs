@@ -17,6 +17,7 @@ pub mod error;
 pub mod fsutil;
 pub mod gateway;
 pub mod hashing;
+pub mod json_errors;
 pub mod keys;
 pub mod metrics;
 pub mod ratelimit;

@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::audit::PeerAddr;
 use crate::config::LimitsConfig;
+use crate::json_errors::JsonErrors;
 use crate::MAX_URI_BYTES;
 
 /// hyper's own read buffer is larger than the configured limits so that requests just
@@ -93,12 +94,17 @@ pub async fn run(
                         Ok(Ok(s)) => s,
                         _ => return,
                     };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                    let conn = builder.serve_connection_with_upgrades(
+                        TokioIo::new(JsonErrors::new(tls)),
+                        service,
+                    );
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
                 None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn = builder.serve_connection_with_upgrades(
+                        TokioIo::new(JsonErrors::new(stream)),
+                        service,
+                    );
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
             }

@@ -934,3 +934,40 @@ async fn public_paths_get_no_identity_and_no_tessera_cookies() {
     let res = anon.get("/api/whoamix").send().await;
     assert_eq!(res.status, 401, "{}", res.text());
 }
+
+/// Requests hyper cannot parse are answered by hyper itself; they still get the JSON error
+/// shape (CONTRACT "Errors"), with the connection closed after it, and the server goes on.
+#[tokio::test]
+async fn unparseable_requests_get_a_json_400() {
+    let server = Server::demo(BIN).await;
+    let host = server.addr.to_string();
+    let cases = [
+        "GARBAGE\r\n\r\n".to_owned(),
+        format!("GET /api/notes HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
+        format!("POST /api/notes HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        format!("GET /api/notes HTTP/1.1\r\nHo st: {host}\r\n\r\n"),
+        format!("GET /a b HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        format!("GET /api/notes HTTP/9.9\r\nHost: {host}\r\n\r\n"),
+    ];
+    for req in &cases {
+        let res = server.raw(req.as_bytes()).await;
+        assert_eq!(res.status, Some(400), "{req:?}: {res:?}");
+        let head = res.head.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: application/json"),
+            "{req:?}: {res:?}"
+        );
+        assert!(head.contains("connection: close"), "{req:?}: {res:?}");
+        assert_eq!(
+            res.json().map(|v| v["error"].clone()),
+            Some(json!("invalid_request")),
+            "{req:?}: {res:?}"
+        );
+    }
+    // A good request first, then garbage on the same connection: both answered.
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\nGARBAGE\r\n\r\n");
+    let res = server.raw(req.as_bytes()).await;
+    assert_eq!(res.all_statuses(), [200, 400], "{res:?}");
+    let mut c = server.demo_client().await;
+    assert_eq!(c.get("/api/notes").send().await.status, 200);
+}
