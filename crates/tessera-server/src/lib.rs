@@ -251,24 +251,26 @@ where
 /// Tessera's own routes (exact paths, as axum matches them); every other path belongs to
 /// the gateway (static files, then the upstream).
 pub fn is_own_route(path: &str) -> bool {
-    matches!(
-        path,
-        "/auth/login"
-            | "/auth/session"
-            | "/auth/refresh"
-            | "/auth/logout"
-            | "/auth/logout-all"
-            | "/auth/token"
-            | "/auth/revoke"
-            | "/auth/verify"
-            | "/.well-known/jwks.json"
-            | "/healthz"
-            | "/metrics"
-            | "/openapi.json"
-            | "/tessera.js"
-            | "/tessera.d.ts"
-    )
+    OWN_ROUTES.contains(&path)
 }
+
+/// Tessera's own routes (exact paths, as axum matches them).
+pub const OWN_ROUTES: [&str; 14] = [
+    "/auth/login",
+    "/auth/session",
+    "/auth/refresh",
+    "/auth/logout",
+    "/auth/logout-all",
+    "/auth/token",
+    "/auth/revoke",
+    "/auth/verify",
+    "/.well-known/jwks.json",
+    "/healthz",
+    "/metrics",
+    "/openapi.json",
+    "/tessera.js",
+    "/tessera.d.ts",
+];
 
 type Routes = Vec<(&'static str, axum::routing::MethodRouter<Arc<AppState>>)>;
 

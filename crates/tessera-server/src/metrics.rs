@@ -8,24 +8,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const VERIFY_BUCKETS_US: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000];
 
 /// Routes whose responses are counted without a lock: the gateway (every proxied
-/// request) and tessera's own routes (`/auth/verify` is the hot path of forward-auth).
-const HOT_ROUTES: [&str; 15] = [
-    "gateway",
-    "/auth/login",
-    "/auth/session",
-    "/auth/refresh",
-    "/auth/logout",
-    "/auth/logout-all",
-    "/auth/token",
-    "/auth/revoke",
-    "/auth/verify",
-    "/.well-known/jwks.json",
-    "/healthz",
-    "/metrics",
-    "/openapi.json",
-    "/tessera.js",
-    "/tessera.d.ts",
-];
+/// request, index 0) and tessera's own routes (`/auth/verify` is the hot path of
+/// forward-auth), indices 1 and on.
+const HOT_ROUTES: usize = 1 + crate::OWN_ROUTES.len();
+
+/// `route`'s index among the hot routes.
+fn hot_route(route: &str) -> Option<usize> {
+    if route == "gateway" {
+        return Some(0);
+    }
+    crate::OWN_ROUTES
+        .iter()
+        .position(|r| *r == route)
+        .map(|i| i + 1)
+}
+
+/// The hot route at `index`.
+fn hot_route_name(index: usize) -> &'static str {
+    index
+        .checked_sub(1)
+        .and_then(|i| crate::OWN_ROUTES.get(i))
+        .copied()
+        .unwrap_or("gateway")
+}
 /// Statuses 100..=599, one counter each per hot route.
 const STATUSES: usize = 500;
 
@@ -36,7 +41,7 @@ struct RouteCounts(Box<[AtomicU64]>);
 impl Default for RouteCounts {
     fn default() -> Self {
         RouteCounts(
-            (0..HOT_ROUTES.len() * STATUSES)
+            (0..HOT_ROUTES * STATUSES)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
         )
@@ -91,7 +96,7 @@ pub fn inc(c: &AtomicU64) {
 impl Metrics {
     /// Counts a response of `route` with `status`.
     pub fn count_route(&self, route: &str, status: u16) {
-        if let (Some(r), 100..=599) = (HOT_ROUTES.iter().position(|h| *h == route), status) {
+        if let (Some(r), 100..=599) = (hot_route(route), status) {
             if let Some(c) = self
                 .route_counts
                 .0
@@ -115,7 +120,8 @@ impl Metrics {
     /// Every route's responses by status, ordered by route then status.
     fn responses_by_route(&self) -> std::collections::BTreeMap<String, ByStatus> {
         let mut all = self.by_route.lock().map(|m| m.clone()).unwrap_or_default();
-        for (r, route) in HOT_ROUTES.iter().enumerate() {
+        for r in 0..HOT_ROUTES {
+            let route = hot_route_name(r);
             for (i, c) in self.route_counts.0[r * STATUSES..(r + 1) * STATUSES]
                 .iter()
                 .enumerate()
@@ -124,7 +130,7 @@ impl Metrics {
                 if n > 0 {
                     // `i` < 500.
                     let status = 100 + u16::try_from(i).unwrap_or(0);
-                    *all.entry((*route).to_owned())
+                    *all.entry(route.to_owned())
                         .or_default()
                         .entry(status)
                         .or_insert(0) += n;
@@ -282,9 +288,10 @@ mod tests {
 
     #[test]
     fn hot_routes_are_the_gateway_and_tesseras_own() {
-        assert_eq!(HOT_ROUTES[0], "gateway");
-        for r in &HOT_ROUTES[1..] {
-            assert!(crate::is_own_route(r), "{r}");
+        assert_eq!(hot_route_name(0), "gateway");
+        for r in 1..HOT_ROUTES {
+            assert!(crate::is_own_route(hot_route_name(r)), "{r}");
+            assert_eq!(hot_route(hot_route_name(r)), Some(r));
         }
     }
 

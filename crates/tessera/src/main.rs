@@ -187,11 +187,7 @@ fn main() -> ExitCode {
     let (threads, loaded) = match &cli.command {
         Command::Serve { cfg, .. } => match config::load(cfg.config.as_deref()) {
             Ok(c) => (c.worker_threads, Some(c)),
-            Err(e) => {
-                let f = Failure::from(e);
-                eprintln!("tessera: {}", f.message);
-                return ExitCode::from(f.code);
-            }
+            Err(e) => return report(&Failure::from(e)),
         },
         _ => (0, None),
     };
@@ -204,11 +200,14 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli, loaded)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("tessera: {}", f.message);
-            ExitCode::from(f.code)
-        }
+        Err(f) => report(&f),
     }
+}
+
+/// Prints a failure and gives its exit code.
+fn report(f: &Failure) -> ExitCode {
+    eprintln!("tessera: {}", f.message);
+    ExitCode::from(f.code)
 }
 
 /// The runtime serving requests on `worker_threads` threads (0: one per CPU the process
