@@ -413,6 +413,7 @@ pub async fn proxy(
     upstream: &Upstream,
     req: Request,
     caller: Caller<'_>,
+    peer: Option<PeerAddr>,
 ) -> Result<Response, AppError> {
     let (parts, body) = req.into_parts();
     let limit = state.config.limits.max_body_bytes;
@@ -424,7 +425,6 @@ pub async fn proxy(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(AppError::payload_too_large());
     }
-    let peer = parts.extensions.get::<PeerAddr>().copied();
     inc(&state.metrics.proxied);
     let timeout = state.config.limits.upstream_timeout;
     // A request without a body (most API reads) takes the lean HTTP/1.1 path.
@@ -530,6 +530,17 @@ pub async fn fallback(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Response, AppError> {
+    let peer = req.extensions().get::<PeerAddr>().copied();
+    gateway(state, req, peer).await
+}
+
+/// The gateway for a request from `peer`: static files, then the upstream. [`crate::App`]
+/// calls it with the peer from the connection (no request extension to allocate).
+pub async fn gateway(
+    state: Arc<AppState>,
+    req: Request,
+    peer: Option<PeerAddr>,
+) -> Result<Response, AppError> {
     let path = req.uri().path();
     if !path_is_canonical(path) {
         return Err(AppError::invalid_request("non-canonical path"));
@@ -545,22 +556,26 @@ pub async fn fallback(
             }
         }
     }
-    route_upstream(state, req).await
+    route_upstream(state, req, peer).await
 }
 
-async fn route_upstream(state: Arc<AppState>, req: Request) -> Result<Response, AppError> {
+async fn route_upstream(
+    state: Arc<AppState>,
+    req: Request,
+    peer: Option<PeerAddr>,
+) -> Result<Response, AppError> {
     let Some(upstream) = &state.upstream else {
         return Err(AppError::not_found());
     };
     if is_public(&state.config, req.uri().path()) {
-        return proxy(&state, upstream, req, Caller::Anonymous).await;
+        return proxy(&state, upstream, req, Caller::Anonymous, peer).await;
     }
     let h = req.headers();
     if !h.contains_key(header::AUTHORIZATION) && h.contains_key(&SIGNATURE_INPUT) {
-        return signed_request(&state, upstream, req).await;
+        return signed_request(&state, upstream, req, peer).await;
     }
     let identity = auth::authenticate(&state, req.method(), req.uri().path(), req.headers())?;
-    proxy(&state, upstream, req, Caller::User(&identity)).await
+    proxy(&state, upstream, req, Caller::User(&identity), peer).await
 }
 
 fn one_header<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AppError> {
@@ -590,6 +605,7 @@ async fn signed_request(
     state: &AppState,
     upstream: &Upstream,
     req: Request,
+    peer: Option<PeerAddr>,
 ) -> Result<Response, AppError> {
     use tessera_core::httpsig;
     let (parts, body) = req.into_parts();
@@ -631,7 +647,7 @@ async fn signed_request(
     };
     inc(&state.metrics.verify_ok);
     let req = Request::from_parts(parts, Body::from(body));
-    proxy(state, upstream, req, Caller::Client(&client.name)).await
+    proxy(state, upstream, req, Caller::Client(&client.name), peer).await
 }
 
 /// `OPTIONS` and unknown methods on tessera's own JSON routes.

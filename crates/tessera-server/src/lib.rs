@@ -29,6 +29,7 @@ pub mod tls;
 pub mod token_endpoint;
 pub mod upstream;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -336,19 +337,25 @@ impl App {
         App(Arc::new((app(Arc::clone(&state)), state)))
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request) -> Response {
+    /// Answers one request from `peer` (the connection's remote address). Only tessera's
+    /// own routes get it as a request extension (their handlers read it there); the
+    /// gateway takes it as an argument, which saves three allocations per proxied request.
+    pub async fn handle(&self, mut req: Request, peer: Option<SocketAddr>) -> Response {
         use axum::response::IntoResponse;
         use tower::ServiceExt;
         let (router, state) = &*self.0;
+        let peer = peer.map(audit::PeerAddr);
         if is_own_route(req.uri().path()) {
+            if let Some(p) = peer {
+                req.extensions_mut().insert(p);
+            }
             return match router.clone().oneshot(req).await {
                 Ok(res) => res,
                 Err(e) => match e {},
             };
         }
         wrap(state, req, None, |req| async move {
-            gateway::fallback(State(Arc::clone(state)), req)
+            gateway::gateway(Arc::clone(state), req, peer)
                 .await
                 .into_response()
         })

@@ -14,7 +14,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::audit::PeerAddr;
 use crate::config::LimitsConfig;
 use crate::json_errors::JsonErrors;
 use crate::MAX_URI_BYTES;
@@ -81,10 +80,13 @@ pub async fn run(
         let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(PeerAddr(peer));
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(app.handle(req.map(Body::new)).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        app.handle(req.map(Body::new), Some(peer)).await,
+                    )
+                }
             });
             match acceptor {
                 Some(acceptor) => {
