@@ -78,6 +78,32 @@ fn tampered_payload_and_signature_are_refused() {
             Err(TokenError::BadSignature)
         );
         assert_eq!(verify(&r, &format!("{h}.{p}.")), Err(TokenError::Malformed));
+        // The right tag with a non-canonical last character (an unused low bit set):
+        // refused, as strict decoding would.
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let last = s.as_bytes()[s.len() - 1];
+        let v = ALPHABET.iter().position(|&c| c == last).unwrap();
+        let s3 = format!("{}{}", &s[..s.len() - 1], char::from(ALPHABET[v ^ 1]));
+        assert_ne!(s3, s);
+        assert_eq!(
+            verify(&r, &format!("{h}.{p}.{s3}")),
+            Err(TokenError::BadSignature)
+        );
+        // The right length with a character outside the alphabet, and a padded signature.
+        let s4 = format!("+{}", &s[1..]);
+        assert_eq!(
+            verify(&r, &format!("{h}.{p}.{s4}")),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            verify(&r, &format!("{h}.{p}.{s}=")),
+            Err(TokenError::Malformed)
+        );
+        // A signature one character short of the right length.
+        assert_eq!(
+            verify(&r, &format!("{h}.{p}.{}", &s[..s.len() - 1])),
+            Err(TokenError::BadSignature)
+        );
     }
 }
 
