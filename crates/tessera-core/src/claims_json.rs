@@ -130,13 +130,13 @@ fn canonical(text: &str, c: &mut AccessClaims) -> Option<()> {
         i: 0,
     };
     f.lit(b"{\"iss\":\"")?;
-    c.iss.push_str(f.string()?);
+    c.iss = CompactString::new(f.string()?);
     f.lit(b",\"aud\":\"")?;
-    c.aud.push_str(f.string()?);
+    c.aud = CompactString::new(f.string()?);
     f.lit(b",\"sub\":\"")?;
-    c.sub.push_str(f.string()?);
+    c.sub = CompactString::new(f.string()?);
     f.lit(b",\"sid\":\"")?;
-    c.sid.push_str(f.string()?);
+    c.sid = CompactString::new(f.string()?);
     f.lit(b",\"iat\":")?;
     c.iat = read_u64(f.b, &mut f.i)?;
     f.lit(b",\"nbf\":")?;
@@ -144,7 +144,7 @@ fn canonical(text: &str, c: &mut AccessClaims) -> Option<()> {
     f.lit(b",\"exp\":")?;
     c.exp = read_u64(f.b, &mut f.i)?;
     f.lit(b",\"jti\":\"")?;
-    c.jti.push_str(f.string()?);
+    c.jti = CompactString::new(f.string()?);
     f.lit(b",\"roles\":[")?;
     if f.lit(b"]").is_none() {
         loop {
@@ -157,7 +157,7 @@ fn canonical(text: &str, c: &mut AccessClaims) -> Option<()> {
         }
     }
     f.lit(b",\"username\":\"")?;
-    c.username.push_str(f.string()?);
+    c.username = CompactString::new(f.string()?);
     if f.lit(b",\"cnf\":{\"jkt\":\"").is_some() {
         let jkt = CompactString::new(f.string()?);
         f.lit(b"}")?;
