@@ -423,11 +423,12 @@ enum Parsed {
 fn parse_head(buf: &[u8], is_head: bool) -> Result<Parsed, UpstreamError> {
     // Slots left uninitialised: httparse writes the ones it fills, and zeroing all 128
     // (4 KiB) for every answer cost more than parsing a short head.
-    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut []);
-    let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut res, buf, &mut slots,
-    ) {
+    let n = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => {
