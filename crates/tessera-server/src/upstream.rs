@@ -421,8 +421,8 @@ enum Parsed {
 }
 
 fn parse_head(buf: &[u8], is_head: bool) -> Result<Parsed, UpstreamError> {
-    // Slots left uninitialised: httparse writes the ones it fills, and zeroing all 128
-    // (4 KiB) for every answer cost more than parsing a short head.
+    // Slots left uninitialised: httparse writes the ones it fills. Zeroing all 128 (4 KiB)
+    // for every answer cost about 400 instructions per proxied request (BENCHMARKS.md).
     let mut slots =
         [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut []);
