@@ -27,9 +27,13 @@ type AppResult<T> = Result<T, AppError>;
 
 /// Reads a bounded body; 413 beyond the limit.
 pub async fn read_body(body: Body, limit: usize) -> AppResult<Bytes> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| AppError::payload_too_large())
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if crate::serve::is_body_timeout(&e) {
+            AppError::request_timeout()
+        } else {
+            AppError::payload_too_large()
+        }
+    })
 }
 
 /// True if the request's content type is `essence` (parameters ignored).
