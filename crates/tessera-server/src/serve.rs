@@ -325,13 +325,21 @@ impl Tracked {
         }
     }
 
-    /// The response body, which ends the request when it is dropped.
+    /// The response body, which ends the request when it is dropped. Until it is first
+    /// polled it waits for the client (HTTP/2 polls it only once the client's window
+    /// has room).
     fn body(self, inner: Body) -> TrackedBody {
-        TrackedBody {
+        let waits = !http_body::Body::is_end_stream(&inner);
+        let mut body = TrackedBody {
             inner,
             slot: None,
             tracked: self,
+        };
+        if waits {
+            let tick = body.tracked.activity.tick.load(Ordering::Acquire);
+            body.mark(Some(tick));
         }
+        body
     }
 }
 
@@ -346,7 +354,7 @@ impl Drop for Tracked {
 /// A response body that tells the connection's watchdog when it waits for the client.
 struct TrackedBody {
     inner: Body,
-    /// Its place in [`Activity::waiting`], taken at its first frame that is not its last.
+    /// Its place in [`Activity::waiting`], taken when it first waits for the client.
     slot: Option<usize>,
     tracked: Tracked,
 }

@@ -454,6 +454,56 @@ async fn clients_that_stop_reading_give_back_their_upstream_connections() {
     assert_eq!(status, 200);
 }
 
+/// HTTP/2 clients that never open their flow-control window (initial window 0) for a
+/// 64 MiB answer: the answers wait for the client, and after `send_timeout` the
+/// connections are closed and the upstream connections given back.
+#[tokio::test]
+async fn http2_clients_that_never_open_their_window_give_back_their_upstream_connections() {
+    let up = upstream().await;
+    let server = start(&up, "send_timeout = \"1s\"").await;
+    let authority = server.addr.to_string();
+    // SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 0.
+    let settings = h2_frame(4, 0, 0, &[0, 4, 0, 0, 0, 0]);
+    let mut block = vec![0x82, 0x86, 0x44, 8];
+    block.extend_from_slice(b"/pub/big");
+    block.push(0x41);
+    block.push(authority.len() as u8);
+    block.extend_from_slice(authority.as_bytes());
+    let mut conns = Vec::new();
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(&[H2_PREFACE, &settings, &h2_frame(1, 0x5, 1, &block)].concat())
+            .await
+            .unwrap();
+        conns.push(s);
+    }
+    let t = Instant::now();
+    while up.open.load(Ordering::SeqCst) < 10 && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = up.open.load(Ordering::SeqCst);
+    assert_eq!(
+        held, 10,
+        "every stalled stream holds an upstream connection"
+    );
+    let t = Instant::now();
+    for s in &mut conns {
+        assert!(
+            time_to_close(s, Duration::from_secs(10)).await.is_some(),
+            "an HTTP/2 connection with a stalled stream stayed open"
+        );
+    }
+    while up.open.load(Ordering::SeqCst) > 0 && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = up.open.load(Ordering::SeqCst);
+    println!(
+        "10 HTTP/2 streams with window 0 held {held} upstream connections; {left} left after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(left, 0);
+}
+
 /// One client IP holds at most `max_upstream_per_ip` proxied requests in flight; the
 /// next gets 429 `rate_limited` with `Retry-After`, and another IP is not affected.
 #[tokio::test]
