@@ -9,6 +9,7 @@
 //! | defect | test |
 //! |---|---|
 //! | a proxied body chunk that looks like hyper's error answer was rewritten (response splitting) | [`a_body_chunk_shaped_like_an_error_answer_is_passed_on_byte_for_byte`] |
+//! | TLS handshakes that never end, silence after them | [`tls_handshakes_and_silence_after_them_are_bounded`] |
 //! | connections that send nothing, half an HTTP/2 preface, half a head, or only PINGs were never closed | [`silent_and_idle_connections_are_closed_and_a_client_is_served_meanwhile`], [`http2_connections_that_only_ping_are_closed`] |
 //! | clients that never read a large response held upstream connections | [`clients_that_stop_reading_give_back_their_upstream_connections`] |
 //! | one client IP could hold every upstream connection | [`one_client_ip_holds_at_most_max_upstream_per_ip`] |
@@ -250,6 +251,46 @@ async fn a_body_chunk_shaped_like_an_error_answer_is_passed_on_byte_for_byte() {
         );
         assert!(buf.is_empty(), "bytes beyond the declared answers: {buf:?}");
     }
+}
+
+/// Over TLS: a connection that never starts its handshake, one that stops halfway
+/// through it, and one that completes it and then says nothing are all closed after
+/// `header_timeout`.
+#[tokio::test]
+async fn tls_handshakes_and_silence_after_them_are_bounded() {
+    let server = Server::builder(BIN)
+        .demo(false)
+        .config("[limits]\nheader_timeout = \"1s\"\n")
+        .start()
+        .await;
+    assert!(server.base_url.starts_with("https://"));
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let took = time_to_close(&mut silent, Duration::from_secs(10)).await;
+    println!("no ClientHello: closed after {took:?}");
+    assert!(took.expect("stayed open 10 s") < Duration::from_secs(3));
+
+    // The first bytes of a TLS record header, then nothing.
+    let mut half = TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(&[0x16, 0x03, 0x01, 0x02]).await.unwrap();
+    let took = time_to_close(&mut half, Duration::from_secs(10)).await;
+    println!("half a ClientHello: closed after {took:?}");
+    assert!(took.expect("stayed open 10 s") < Duration::from_secs(3));
+
+    let t = Instant::now();
+    let res = tessera_testkit::raw::send_with_timeout(
+        server.addr,
+        &server.cert_path,
+        b"",
+        Duration::from_secs(10),
+    )
+    .await;
+    let took = t.elapsed();
+    println!(
+        "silent after the handshake: closed after {took:?} ({:?})",
+        res.error
+    );
+    assert!(res.status.is_none(), "{res:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}: {res:?}");
 }
 
 /// An HTTP/2 frame: length, type, flags, stream id, payload.
