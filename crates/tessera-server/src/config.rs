@@ -409,6 +409,11 @@ pub struct RateLimitConfig {
     pub per_username_per_minute: u32,
     /// Login attempts allowed per client IP per minute. Default 30.
     pub per_ip_per_minute: u32,
+    /// How long a device token (the proof of a device that logged in as the user
+    /// before, which lifts the per-username limit for that device) stays valid.
+    /// Default 180 days.
+    #[serde(with = "humantime_serde")]
+    pub device_ttl: Duration,
 }
 
 impl Default for RateLimitConfig {
@@ -416,6 +421,7 @@ impl Default for RateLimitConfig {
         RateLimitConfig {
             per_username_per_minute: 5,
             per_ip_per_minute: 30,
+            device_ttl: Duration::from_secs(180 * 86_400),
         }
     }
 }

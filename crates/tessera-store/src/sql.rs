@@ -154,16 +154,30 @@ impl PgStore {
 }
 
 /// Migrations, embedded at compile time: `(version, description, sql)`.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
-const PG_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        3,
+        "login_failures",
+        include_str!("../migrations/sqlite/0003_login_failures.sql"),
+    ),
+];
+const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        3,
+        "login_failures",
+        include_str!("../migrations/postgres/0003_login_failures.sql"),
+    ),
+];
 
 fn migrator(list: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -751,6 +765,33 @@ macro_rules! impl_store {
                 let mut out: Vec<AuditEvent> = rows.iter().map(Self::audit_from).collect::<Result<_>>()?;
                 out.reverse();
                 Ok(out)
+            }
+
+            async fn record_login_failure(&self, user_key: &str, at: UnixTime) -> Result<()> {
+                sqlx::query("INSERT INTO login_failures (user_key, at) VALUES ($1, $2)")
+                    .bind(user_key)
+                    .bind(t(at))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                sqlx::query("DELETE FROM login_failures WHERE at < $1")
+                    .bind(t(at).saturating_sub(3600))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn login_failures_since(&self, user_key: &str, since: UnixTime) -> Result<u32> {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM login_failures WHERE user_key = $1 AND at >= $2",
+                )
+                .bind(user_key)
+                .bind(t(since))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(u32::try_from(n).unwrap_or(u32::MAX))
             }
         }
     };
