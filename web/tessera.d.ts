@@ -15,6 +15,8 @@ export interface Claims {
   jti: string;
   roles: string[];
   username: string;
+  /** The client the token was issued to (RFC 9068 §2.2): `"browser"` for cookie sessions. */
+  client_id: string;
   [claim: string]: unknown;
 }
 

@@ -33,6 +33,7 @@ const JTI: u16 = 1 << 7;
 const ROLES: u16 = 1 << 8;
 const USERNAME: u16 = 1 << 9;
 const CNF: u16 = 1 << 10;
+const CLIENT_ID: u16 = 1 << 11;
 const fn tag3(k: &[u8; 3]) -> u32 {
     u32::from_le_bytes([k[0], k[1], k[2], 0])
 }
@@ -64,11 +65,12 @@ fn key_bit(k: &[u8]) -> Option<u16> {
         },
         [b'r', b'o', b'l', b'e', b's'] => Some(ROLES),
         [b'u', b's', b'e', b'r', b'n', b'a', b'm', b'e'] => Some(USERNAME),
+        [b'c', b'l', b'i', b'e', b'n', b't', b'_', b'i', b'd'] => Some(CLIENT_ID),
         _ => None,
     }
 }
 
-const REQUIRED: u16 = ISS | AUD | SUB | SID | IAT | NBF | EXP | JTI | ROLES | USERNAME;
+const REQUIRED: u16 = ISS | AUD | SUB | SID | IAT | NBF | EXP | JTI | ROLES | USERNAME | CLIENT_ID;
 
 /// Parses the decoded payload of an access token. `None` on anything the derived serde
 /// implementation of [`AccessClaims`] would refuse.
@@ -98,6 +100,7 @@ fn empty() -> AccessClaims {
         jti: CompactString::default(),
         roles: Vec::new(),
         username: CompactString::default(),
+        client_id: CompactString::default(),
         cnf: None,
     }
 }
@@ -158,6 +161,8 @@ fn canonical(text: &str, c: &mut AccessClaims) -> Option<()> {
     }
     f.lit(b",\"username\":\"")?;
     c.username = CompactString::new(f.string()?);
+    f.lit(b",\"client_id\":\"")?;
+    c.client_id = CompactString::new(f.string()?);
     if f.lit(b",\"cnf\":{\"jkt\":\"").is_some() {
         let jkt = CompactString::new(f.string()?);
         f.lit(b"}")?;
@@ -256,6 +261,7 @@ impl<'a> Parser<'a> {
                 JTI => self.string_into(&mut c.jti)?,
                 ROLES => c.roles = self.string_array()?,
                 USERNAME => self.string_into(&mut c.username)?,
+                CLIENT_ID => self.string_into(&mut c.client_id)?,
                 _ => c.cnf = self.cnf()?,
             }
             if !self.next_or_close(b'}')? {
@@ -520,8 +526,8 @@ mod tests {
         );
     }
 
-    const VALID: &str = r#"{"iss":"https://app.example.com","aud":"https://app.example.com","sub":"AQEBAQEBAQEBAQEBAQEBAQ","sid":"AgICAgICAgICAgICAgICAg","iat":1800000000,"nbf":1800000000,"exp":1800000300,"jti":"q1w2e3r4t5y6u7i8o9p0aa","roles":["user","editor"],"username":"alice@example.com"}"#;
-    const BOUND: &str = r#" { "iss" : "i" , "aud":"a","sub":"s","sid":"d","iat":0,"nbf":1,"exp":18446744073709551615,"jti":"j","roles":[],"username":"\u00e9l\u00E8ve \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t","cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}
+    const VALID: &str = r#"{"iss":"https://app.example.com","aud":"https://app.example.com","sub":"AQEBAQEBAQEBAQEBAQEBAQ","sid":"AgICAgICAgICAgICAgICAg","iat":1800000000,"nbf":1800000000,"exp":1800000300,"jti":"q1w2e3r4t5y6u7i8o9p0aa","roles":["user","editor"],"username":"alice@example.com","client_id":"browser"}"#;
+    const BOUND: &str = r#" { "iss" : "i" , "aud":"a","sub":"s","sid":"d","iat":0,"nbf":1,"exp":18446744073709551615,"jti":"j","roles":[],"username":"\u00e9l\u00E8ve \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t","client_id":"api","cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}
  "#;
 
     #[test]

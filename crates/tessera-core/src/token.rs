@@ -42,6 +42,9 @@ pub struct AccessClaims {
     pub roles: Vec<CompactString>,
     /// The user's login name.
     pub username: CompactString,
+    /// The client the token was issued to (RFC 9068 §2.2): `browser` for the cookie
+    /// sessions of the SPA, `api` for the token endpoint's mobile and API clients.
+    pub client_id: CompactString,
     /// Confirmation (RFC 7800): the DPoP key thumbprint when bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Cnf>,
@@ -69,6 +72,7 @@ impl AccessClaims {
             jti: "jti-example".into(),
             roles: vec!["user".into()],
             username: "alice".into(),
+            client_id: "browser".into(),
             cnf: None,
         }
     }

@@ -244,6 +244,7 @@ pub fn sign_access_token(
         jti: b64::encode(random_bytes::<16>()).into(),
         roles: user.roles.iter().map(|r| r.as_str().into()).collect(),
         username: user.username.as_str().into(),
+        client_id: session.client.as_str().into(),
         cnf: session
             .dpop_jkt
             .as_deref()

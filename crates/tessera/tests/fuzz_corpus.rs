@@ -248,6 +248,7 @@ mod seeds {
             jti: "jti-seed".into(),
             roles: vec!["user".into(), "admin".into()],
             username: "alice".into(),
+            client_id: "browser".into(),
             cnf: None,
         }
     }
