@@ -1,10 +1,16 @@
 //! The gateway: static files and public paths without authentication, everything else
 //! authenticated and proxied (streaming) to the upstream API with identity headers.
 //!
-//! Header hygiene: inbound `X-Tessera-*` and other identity-looking headers are removed
-//! before anything is added; hop-by-hop headers and those named in `Connection` are
-//! dropped both ways; tessera's cookies never reach the upstream, and the upstream cannot
-//! set them.
+//! Header hygiene: request headers whose names have characters other than letters, digits
+//! and `-` are dropped (CGI-style upstreams would merge `X-Tessera_Roles` with
+//! `X-Tessera-Roles`); inbound `X-Tessera-*` and other identity-looking headers, and
+//! rewrite headers (`X-Original-URL` …) are removed before anything is added; forwarding
+//! headers are kept from `trusted_proxies` only, and tessera writes its own
+//! `X-Forwarded-For`, `-Proto` and `-Host` (`public_origin`'s); hop-by-hop headers and
+//! those named in `Connection` are dropped both ways; tessera's cookies never reach the
+//! upstream, and the upstream cannot set them. Public paths must be plain ASCII after one
+//! decoding step ([`public_path_is_plain`]); `CONNECT` and `TRACE` are refused
+//! ([`refused_method`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,6 +127,48 @@ pub fn path_is_canonical(path: &str) -> bool {
     !matches!(&b[seg..], b"." | b"..")
 }
 
+/// The stricter rule for public paths, which reach the upstream without any check: after
+/// one percent-decoding step the path must be printable ASCII with no `%` and no `;`. So
+/// `%25` (a second decoding step would make `%252e%252e` into `..`), `%3B` (upstreams that
+/// cut `;` parameters would make `..%3b` into `..`), encoded control bytes, and every
+/// non-ASCII byte, raw or encoded (NFKC maps U+FF0E, U+2024 and U+FE52 to `.`, U+2025 to
+/// `..`, U+FF0F to `/`, U+FF3C and U+FE68 to `\`; best-fit code-page conversions map
+/// U+2215 and U+2044 to `/`) are refused, so that no further decoding or normalisation
+/// upstream can turn the path into one outside its public prefix.
+/// [`path_is_canonical`] has already refused dot segments, `;`, `\` and encoded `.`, `/`,
+/// `\` and NUL.
+pub fn public_path_is_plain(path: &str) -> bool {
+    let b = path.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let Some(&[x, y]) = b.get(i + 1..i + 3) else {
+                return false;
+            };
+            let (Some(hi), Some(lo)) = (hex(x), hex(y)) else {
+                return false;
+            };
+            let decoded = hi << 4 | lo;
+            if !(0x20..0x7f).contains(&decoded) || decoded == b'%' || decoded == b';' {
+                return false;
+            }
+            i += 3;
+        } else {
+            if !(0x21..0x7f).contains(&c) || c == b';' {
+                return false;
+            }
+            i += 1;
+        }
+    }
+    true
+}
+
+fn hex(c: u8) -> Option<u8> {
+    char::from(c)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
 fn is_public(config: &Config, path: &str) -> bool {
     config.public_paths.iter().any(|p| {
         path.starts_with(p.as_str())
@@ -156,17 +204,58 @@ fn connection_listed(h: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// Identity-looking request headers a client must never be able to set.
+/// Identity-looking request headers a client must never be able to set: tessera's own, and
+/// those other authenticating proxies and their applications trust (`Remote-User`,
+/// oauth2-proxy's `X-Auth-Request-*` and `X-Forwarded-User/-Email/-Groups/-Access-Token`,
+/// Grafana's `X-WEBAUTH-*`, Kong's `X-Consumer-*` and `X-Authenticated-*`, cloud load
+/// balancers' `X-Amzn-Oidc-*`, `X-Goog-Authenticated-User-*`, `X-Ms-Client-Principal*`,
+/// client-certificate headers). `name` is lower case (as `HeaderName` always is); names
+/// spelled with `_` or other separators are dropped before this (see
+/// [`is_plain_header_name`]).
 fn is_spoofable_identity(name: &str) -> bool {
-    name.starts_with("x-tessera-")
-        || name.starts_with("x-remote-")
-        || name.starts_with("x-auth-")
-        || name.starts_with("x-user")
-        || name.starts_with("x-forwarded-user")
-        || name.starts_with("x-forwarded-email")
-        || name.starts_with("x-forwarded-groups")
-        || name.starts_with("x-forwarded-preferred-username")
-        || name == "remote-user"
+    const PREFIXES: [&str; 16] = [
+        "x-tessera-",
+        "x-remote-",
+        "x-auth-",
+        "x-authenticated-",
+        "x-user",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-preferred-username",
+        "x-forwarded-access-token",
+        "x-webauth-",
+        "x-consumer-",
+        "x-amzn-oidc-",
+        "x-goog-authenticated-user-",
+        "x-ms-client-principal",
+        "x-ssl-client-",
+    ];
+    // Most headers start with another letter: one comparison and done.
+    if !matches!(name.as_bytes().first(), Some(b'x' | b'r' | b's')) {
+        return false;
+    }
+    PREFIXES.iter().any(|p| name.starts_with(p))
+        || matches!(
+            name,
+            "remote-user"
+                | "remote-groups"
+                | "x-credential-identifier"
+                | "x-client-cert"
+                | "x-forwarded-client-cert"
+                | "ssl-client-cert"
+        )
+}
+
+/// True if a request header name is made of ASCII letters, digits and `-` only. Others
+/// are dropped on the way upstream, as nginx does by default (`underscores_in_headers
+/// off`, `ignore_invalid_headers on`): CGI, WSGI and many frameworks turn `-` and `_` (and
+/// some other separators) into the same variable name, so `X-Tessera_Roles` or
+/// `X_Forwarded_For` would otherwise arrive there as `X-Tessera-Roles` or
+/// `X-Forwarded-For`, past every rule below that matches on names.
+fn is_plain_header_name(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Request headers that are tessera's business and never the upstream's: credentials
@@ -186,11 +275,47 @@ fn is_consumed_here(name: &str) -> bool {
     )
 }
 
-/// Forwarding headers, believed from trusted proxies only.
+/// Forwarding headers: what a proxy says about the client and the request it received
+/// (address, scheme, host, port, prefix). Kept from `trusted_proxies` peers only; from any
+/// other peer they are the client's word and are dropped (tessera then writes its own
+/// `X-Forwarded-For`, `-Proto` and `-Host`).
 fn is_forwarding(name: &str) -> bool {
+    name.starts_with("x-forwarded-")
+        || matches!(
+            name,
+            "forwarded"
+                | "x-forwarded"
+                | "forwarded-for"
+                | "x-real-ip"
+                | "true-client-ip"
+                | "x-client-ip"
+                | "client-ip"
+                | "cf-connecting-ip"
+                | "x-cluster-client-ip"
+                | "fastly-client-ip"
+                | "x-originating-ip"
+                | "x-proxyuser-ip"
+                | "x-url-scheme"
+                | "front-end-https"
+        )
+}
+
+/// Rewrite headers: they tell an upstream (IIS, Symfony, Laminas and others) to serve
+/// another path, method or host than the request's own. Tessera checked the request's own
+/// path and method, so they are dropped from every peer, trusted or not.
+fn is_rewrite(name: &str) -> bool {
     matches!(
         name,
-        "x-forwarded-for" | "x-forwarded-host" | "x-forwarded-proto" | "forwarded" | "x-real-ip"
+        "x-original-url"
+            | "x-rewrite-url"
+            | "x-original-uri"
+            | "x-forwarded-uri"
+            | "x-forwarded-path"
+            | "x-original-method"
+            | "x-forwarded-method"
+            | "x-original-host"
+            | "x-host"
+            | "x-http-host-override"
     )
 }
 
@@ -278,9 +403,11 @@ fn upstream_request_headers(
     let mut has_host = false;
     for (name, value) in src {
         let n = name.as_str();
-        let dropped = is_hop_by_hop(n)
+        let dropped = !is_plain_header_name(n)
+            || is_hop_by_hop(n)
             || is_spoofable_identity(n)
             || is_consumed_here(n)
+            || is_rewrite(n)
             || (!peer_trusted && is_forwarding(n))
             // The signature was for tessera; the upstream gets the verified name instead.
             || (signed && (n == "signature" || n == "signature-input"))
@@ -333,14 +460,23 @@ fn upstream_request_headers(
             std::iter::once(if state.tls { "https" } else { "http" }),
         );
     }
-    if let (Some(host), false) = (src.get(header::HOST), has_host) {
-        out.header(&X_FORWARDED_HOST, host);
+    if !has_host {
+        // The host the browser was told to use, never the client's `Host` (or HTTP/2
+        // `:authority`): a client may send any, and upstreams build links and redirects
+        // from this one.
+        out.text(&X_FORWARDED_HOST, std::iter::once(public_host(state)));
     }
     match caller {
         Caller::Anonymous => {}
         Caller::User(identity) => identity_headers(identity, out),
         Caller::Client(name) => out.text(&X_TESSERA_CLIENT, std::iter::once(name)),
     }
+}
+
+/// `public_origin` without its scheme: `host[:port]`.
+fn public_host(state: &AppState) -> &str {
+    let o = state.public_origin.as_str();
+    o.split_once("://").map_or(o, |(_, rest)| rest)
 }
 
 /// Appends `ip` in its usual text form; IPv4 (nearly every peer) without the formatting
@@ -588,6 +724,11 @@ async fn route_upstream(
         return Err(AppError::not_found());
     };
     if is_public(&state.config, req.uri().path()) {
+        if !public_path_is_plain(req.uri().path()) {
+            return Err(AppError::invalid_request(
+                "public paths must be printable ASCII after one percent-decoding, without % or ;",
+            ));
+        }
         return proxy(&state, upstream, req, Caller::Anonymous, peer).await;
     }
     let h = req.headers();
@@ -668,6 +809,26 @@ async fn signed_request(
     inc(&state.metrics.verify_ok);
     let req = Request::from_parts(parts, Body::from(body));
     proxy(state, upstream, req, Caller::Client(&client.name), peer).await
+}
+
+/// The methods tessera serves and forwards, for the `Allow` header of a refused method
+/// (extension methods other than the refused ones are forwarded too, and treated as
+/// unsafe by the CSRF rules).
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// 405 for `CONNECT` and `TRACE` (and `TRACK`, its old alias), on every path, before any
+/// routing: a `CONNECT` forwarded upstream and answered 2xx turns the client's connection
+/// into a tunnel (RFC 9110 §9.3.6), and `TRACE` echoes the request, credentials included,
+/// back to the client (RFC 9110 §9.3.8: a client must not send credentials in it, and a
+/// gateway has no reason to pass it on).
+pub fn refused_method(method: &Method) -> Option<Response> {
+    if *method != Method::CONNECT && *method != Method::TRACE && method.as_str() != "TRACK" {
+        return None;
+    }
+    let mut res = AppError::method_not_allowed().into_response();
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    Some(res)
 }
 
 /// `OPTIONS` and unknown methods on tessera's own JSON routes.
@@ -796,5 +957,124 @@ mod tests {
             assert!(is_spoofable_identity(n), "{n}");
         }
         assert!(!is_spoofable_identity("x-request-id"));
+        for n in [
+            "x-authenticated-userid",
+            "x-webauth-user",
+            "x-consumer-username",
+            "x-amzn-oidc-identity",
+            "x-goog-authenticated-user-email",
+            "x-ms-client-principal-name",
+            "x-forwarded-access-token",
+            "x-forwarded-client-cert",
+            "remote-groups",
+        ] {
+            assert!(is_spoofable_identity(n), "{n}");
+        }
+    }
+
+    /// Only letters, digits and `-`: every name a CGI/WSGI upstream could merge with
+    /// another (`_`, `.`, `~` …) is dropped, as nginx drops them by default.
+    #[test]
+    fn header_names_with_other_characters_are_not_plain() {
+        for ok in ["x-tessera-user", "content-type", "sec-ch-ua", "x-h2"] {
+            assert!(is_plain_header_name(ok), "{ok}");
+        }
+        for bad in [
+            "x-tessera_user",
+            "x_tessera_roles",
+            "x-forwarded_for",
+            "x-tessera.user",
+            "x-tessera~roles",
+            "remote_user",
+            "x-a!b",
+            "x-a+b",
+        ] {
+            assert!(!is_plain_header_name(bad), "{bad}");
+            assert!(HeaderName::from_bytes(bad.as_bytes()).is_ok(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rewrite_and_forwarding_headers_are_recognised() {
+        for n in [
+            "x-original-url",
+            "x-rewrite-url",
+            "x-original-uri",
+            "x-forwarded-uri",
+            "x-forwarded-method",
+            "x-original-method",
+            "x-host",
+        ] {
+            assert!(is_rewrite(n), "{n}");
+        }
+        for n in [
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-prefix",
+            "x-forwarded-port",
+            "x-forwarded-scheme",
+            "x-forwarded-server",
+            "forwarded",
+            "x-real-ip",
+            "true-client-ip",
+            "x-client-ip",
+            "cf-connecting-ip",
+        ] {
+            assert!(is_forwarding(n), "{n}");
+        }
+        assert!(!is_forwarding("x-request-id") && !is_rewrite("x-request-id"));
+    }
+
+    #[test]
+    fn public_paths_must_be_plain_ascii_after_one_decoding() {
+        for ok in [
+            "/public/",
+            "/public/a-b_c.txt",
+            "/public/my%20file",
+            "/p/%41%7e",
+        ] {
+            assert!(public_path_is_plain(ok), "{ok}");
+        }
+        for bad in [
+            "/public/..%3b/x",
+            "/public/..%3B/x",
+            "/public/%252e%252e/x",
+            "/public/%25",
+            "/public/%",
+            "/public/%2",
+            "/public/%zz",
+            "/public/%0a",
+            "/public/%7F",
+            "/public/%EF%BC%8E%EF%BC%8E%EF%BC%8Fx",
+            "/public/%e2%80%a4",
+            "/public/\u{FF0E}\u{FF0E}\u{FF0F}x",
+            "/public/\u{2215}",
+            "/public/;x",
+        ] {
+            assert!(!public_path_is_plain(bad), "{bad}");
+        }
+        // Every encoded byte: allowed exactly when printable ASCII other than `%` and `;`.
+        for b in 0..=255u8 {
+            for path in [format!("/p/%{b:02x}"), format!("/p/%{b:02X}")] {
+                let want = (0x20..0x7f).contains(&b) && b != b'%' && b != b';';
+                assert_eq!(public_path_is_plain(&path), want, "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn connect_and_trace_are_refused_with_allow() {
+        for m in [
+            Method::CONNECT,
+            Method::TRACE,
+            Method::from_bytes(b"TRACK").unwrap(),
+        ] {
+            let res = refused_method(&m).unwrap();
+            assert_eq!(res.status(), axum::http::StatusCode::METHOD_NOT_ALLOWED);
+            assert_eq!(res.headers()[header::ALLOW], ALLOWED_METHODS);
+        }
+        for m in [Method::GET, Method::POST, Method::OPTIONS, Method::DELETE] {
+            assert!(refused_method(&m).is_none(), "{m}");
+        }
     }
 }

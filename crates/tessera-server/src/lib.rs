@@ -177,6 +177,8 @@ where
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let mut res = if let Err(e) = check_request_shape(state, &req) {
         e.into_response()
+    } else if let Some(refused) = gateway::refused_method(req.method()) {
+        refused
     } else if let (Some(origin), true) = (cors.clone(), preflight) {
         let mut res = axum::http::StatusCode::NO_CONTENT.into_response();
         let h = res.headers_mut();

@@ -208,11 +208,20 @@ async fn non_canonical_paths_are_refused() {
 
 #[tokio::test]
 async fn forward_auth_verify_applies_the_csrf_rules_to_the_original_method() {
-    let server = Server::demo(BIN).await;
+    // The test client stands for the proxy here: only a trusted proxy's method is believed
+    // (without one the check fails closed: tests/header_hygiene.rs).
+    let server = Server::builder(BIN)
+        .config("trusted_proxies = [\"127.0.0.1\"]")
+        .start()
+        .await;
     let mut c = server.demo_client().await;
     let claims = c.claims().unwrap();
 
-    let res = c.get("/auth/verify").send().await;
+    let res = c
+        .get("/auth/verify")
+        .header("x-forwarded-method", "GET")
+        .send()
+        .await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(
         res.header("x-tessera-user"),

@@ -454,6 +454,97 @@ async fn nginx_auth_request_in_front_of_an_upstream() {
         Some("https")
     );
 
+    // 1b. That GET passed because nginx sends the method (X-Forwarded-Method) and is in
+    //     tessera's trusted_proxies: without it tessera fails closed, so the same cookie
+    //     asked of /auth/verify directly, with no method, gets 403 (the CSRF rules).
+    let direct = tessera_testkit::client::http_client(&cert);
+    let mut direct = Client::new(direct, &server.base_url);
+    let res = direct
+        .get("/auth/verify")
+        .cookie_header(&cookies)
+        .send()
+        .await;
+    assert_json_error(&res, 403, "csrf_failed");
+    let res = direct
+        .get("/auth/verify")
+        .cookie_header(&cookies)
+        .header("x-forwarded-method", "GET")
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+
+    // 1c. Identity in other spellings (`_`, `.`) and forwarding and rewrite headers never
+    //     reach the app, on an API path and a public one; X-Forwarded-* are nginx's own.
+    let spoofs = [
+        "x-tessera_roles",
+        "x-tessera_user",
+        "x_tessera_client",
+        "x-tessera.user",
+        "x-remote_user",
+        "remote_user",
+        "x-forwarded_for",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-prefix",
+        "x-forwarded-port",
+        "x-forwarded-scheme",
+        "x-forwarded-server",
+        "x-forwarded-uri",
+        "x-forwarded-method",
+        "x-original-url",
+        "x-original-uri",
+        "x-original-method",
+        "x-rewrite-url",
+        "x-host",
+        "x-http-host-override",
+        "true-client-ip",
+        "x-client-ip",
+        "cf-connecting-ip",
+        "forwarded",
+        "x-real-ip",
+        "x-remote-user",
+        "remote-user",
+    ];
+    for (path, send_cookies) in [("/api/notes", true), ("/api/public/status", false)] {
+        let mut req = c.get(path).header("host", "evil.example");
+        if !send_cookies {
+            req = req.no_cookies();
+        }
+        for name in spoofs {
+            req = req.header(name, &format!("SPOOFED-{name}"));
+        }
+        let res = req.send().await;
+        assert_eq!(
+            res.status,
+            200,
+            "{path}: {}\n{}",
+            res.text(),
+            nginx.error_log()
+        );
+        let req = res.json();
+        assert!(
+            !req["headers"].to_string().contains("SPOOFED"),
+            "{path}: a client's header reached the app: {req}"
+        );
+        assert_eq!(
+            seen_header(&req, "x-forwarded-for").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            seen_header(&req, "x-forwarded-host").as_deref(),
+            Some("app.example.com"),
+            "{path}: {req}"
+        );
+        assert_eq!(seen_header(&req, "x-real-ip").as_deref(), Some("127.0.0.1"));
+        if send_cookies {
+            assert_identity(&req, &c);
+        } else {
+            for (name, _) in req["headers"].as_object().unwrap() {
+                assert!(!name.starts_with("x-tessera"), "{path}: {name}: {req}");
+            }
+        }
+    }
+
     // 2. No credentials: 401 JSON, and the upstream is not asked.
     let before = upstream_count();
     let res = c.get("/api/notes").no_cookies().send().await;
@@ -494,6 +585,22 @@ async fn nginx_auth_request_in_front_of_an_upstream() {
         .send()
         .await;
     assert_json_error(&res, 403, "csrf_failed");
+    // A cross-origin cookie POST that only says where it comes from (Origin), and
+    // cookie PUT/DELETE without the token: 403 (nginx sends the real method, not GET).
+    let res = c
+        .post("/api/notes")
+        .header("origin", "https://evil.example")
+        .json(&json!({"text": "pwned"}))
+        .send()
+        .await;
+    assert_json_error(&res, 403, "csrf_failed");
+    for method in [
+        tessera_testkit::Method::PUT,
+        tessera_testkit::Method::DELETE,
+    ] {
+        let res = c.request(method.clone(), "/api/notes/1").send().await;
+        assert_json_error(&res, 403, "csrf_failed");
+    }
     // Same-origin but without the token: still 403.
     let res = c
         .post("/api/notes")
