@@ -233,8 +233,18 @@ fn segments(token: &str) -> (String, String, String) {
 /// `set` replaces members by raw JSON text (`None` leaves the member out; names tessera
 /// does not issue are added), `extra` is appended raw before the closing brace.
 fn claims_text(base: &Value, set: &[(&str, Option<&str>)], extra: &str) -> String {
-    const ORDER: [&str; 10] = [
-        "iss", "aud", "sub", "sid", "iat", "nbf", "exp", "jti", "roles", "username",
+    const ORDER: [&str; 11] = [
+        "iss",
+        "aud",
+        "sub",
+        "sid",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+        "roles",
+        "username",
+        "client_id",
     ];
     let mut members = Vec::new();
     for name in ORDER {
@@ -1684,7 +1694,17 @@ async fn jwt_numeric_claims_must_be_plain_unsigned_integers() {
 async fn jwt_required_claims_must_be_present_and_unknown_ones_absent() {
     let t = Target::demo().await;
     for name in [
-        "iss", "aud", "sub", "sid", "iat", "nbf", "exp", "jti", "roles", "username",
+        "iss",
+        "aud",
+        "sub",
+        "sid",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+        "roles",
+        "username",
+        "client_id",
     ] {
         let token = t.forger.sign(&t.claims_with(&[(name, None)], ""));
         assert_refused(&t.server, &token, &format!("no {name}")).await;
