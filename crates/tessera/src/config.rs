@@ -239,7 +239,10 @@ fn without_key_prefix(message: &str, key: &str) -> String {
     let joined = message
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !(l.starts_with("in `") && l.ends_with('`')))
+        .filter(|l| {
+            let names_key = l.starts_with("in `") && l.ends_with('`');
+            !l.is_empty() && !names_key
+        })
         .collect::<Vec<_>>()
         .join("; ");
     let mut m = joined.as_str();

@@ -586,3 +586,69 @@ async fn logs_are_coloured_only_when_asked() {
         );
     }
 }
+
+/// PostgreSQL: "no data" means tessera's tables are absent. An admin command on an empty
+/// database refuses and creates no table; `init` creates them; then the command works.
+/// PostgreSQL at 127.0.0.1:5432 (`TESSERA_TEST_PG_URL`); unreachable and not required
+/// (`TESSERA_REQUIRE_POSTGRES`), the test says so and passes.
+#[tokio::test]
+async fn postgres_without_tessera_tables_is_no_data() {
+    use sqlx::Connection;
+    let admin = std::env::var("TESSERA_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = match sqlx::PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) => {
+            assert_ne!(
+                std::env::var("TESSERA_REQUIRE_POSTGRES").as_deref(),
+                Ok("1"),
+                "PostgreSQL required but unreachable at {admin}: {e}"
+            );
+            eprintln!("POSTGRESQL TEST DID NOT RUN: {e}");
+            return;
+        }
+    };
+    let name = format!("tessera_cli_{}", std::process::id());
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let f = Folder::new(&format!("database_url = {url:?}"));
+
+    let out = f.run(&["user", "list"], &[], None).await;
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("no tessera data found") && out.stderr.contains(&name),
+        "{}",
+        out.stderr
+    );
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "an admin command created tables");
+
+    let out = f.run(&["init"], &[], None).await;
+    out.assert_success();
+    assert!(
+        out.stdout.contains("created database postgres://"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("created signing key"), "{}", out.stdout);
+    f.run(&["user", "list"], &[], None).await.assert_success();
+    f.run(&["keys", "list"], &[], None).await.assert_success();
+
+    drop(db);
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
+}
