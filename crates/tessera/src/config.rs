@@ -389,4 +389,20 @@ mod tests {
         assert_eq!(e.key, "tokens.access_ttl");
         assert!(!e.problem.contains("access_ttl"), "{}", e.problem);
     }
+
+    #[test]
+    fn log_color_follows_the_terminal_and_no_color() {
+        use std::ffi::OsStr;
+        use tessera_server::config::LogColor;
+        let c = load_str("", &[]).unwrap();
+        assert_eq!(c.log.color, LogColor::Auto);
+        assert!(LogColor::Auto.ansi(true, None));
+        assert!(LogColor::Auto.ansi(true, Some(OsStr::new(""))));
+        assert!(!LogColor::Auto.ansi(true, Some(OsStr::new("1"))));
+        assert!(!LogColor::Auto.ansi(false, None));
+        assert!(LogColor::Always.ansi(false, Some(OsStr::new("1"))));
+        assert!(!LogColor::Never.ansi(true, None));
+        let c = load_str("[log]\ncolor = \"never\"", &[]).unwrap();
+        assert_eq!(c.log.color, LogColor::Never);
+    }
 }

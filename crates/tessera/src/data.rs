@@ -159,6 +159,55 @@ pub fn create_master_key(data_dir: &Path) -> Result<(MasterKey, PathBuf), Failur
     Ok((key, path))
 }
 
+/// The master key for a command that may create one (`init`, `serve`): the existing
+/// one, else a new `data_dir/master.key` — unless the database (`existed`) already holds
+/// signing keys, which a new key could not open: then it is refused (exit 2) and no file
+/// is left behind. The `bool` says whether a key was made.
+pub async fn master_key_or_new(
+    config: &Config,
+    existed: bool,
+) -> Result<(MasterKey, MasterSource, bool), Failure> {
+    if let Some((key, source)) = find_master_key(&config.data_dir)? {
+        return Ok((key, source, false));
+    }
+    if existed {
+        let store = tessera_store::open(&config.database_url()).await?;
+        let stored = store.list_keys().await?;
+        if !stored.is_empty() {
+            return Err(Failure {
+                code: 2,
+                message: format!(
+                    "database {} holds {} signing key(s), but no master key was found \
+                     (TESSERA_MASTER_KEY is not set and {} does not exist): refusing to make \
+                     a new one, which could not open them. Give tessera the cluster's master key",
+                    redact(&config.database_url()),
+                    stored.len(),
+                    shown(&master_key_path(&config.data_dir))
+                ),
+            });
+        }
+    }
+    let (key, path) = create_master_key(&config.data_dir)?;
+    Ok((key, MasterSource::File(path), true))
+}
+
+/// Logs a warning if `path` (made before tessera made its data private) can be read by
+/// others than its owner.
+pub fn warn_if_shared(path: &Path, what: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                let fix = if meta.is_dir() { "chmod 700" } else { "chmod 600" };
+                tracing::warn!(path = %shown(path), "{what} is readable by others; {fix} it");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+}
+
 /// Creates the data folder (0700) if missing; true if it made it.
 pub fn create_data_dir(data_dir: &Path) -> Result<bool, Failure> {
     tessera_server::fsutil::create_private_dir(data_dir).map_err(|e| Failure {

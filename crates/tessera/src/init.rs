@@ -28,47 +28,16 @@ pub async fn run(file: Option<&Path>) -> Result<(), Failure> {
     }
 
     let existed = tessera_store::exists(&url).await?;
-    let found = data::find_master_key(&config.data_dir)?;
-    if found.is_none() && existed {
-        // Signing keys sealed by a master key we do not have: a new one could not open
-        // them (and would seal new ones the servers cannot open).
-        let store = tessera_store::open(&url).await?;
-        let stored = store.list_keys().await?;
-        if !stored.is_empty() {
-            return Err(Failure {
-                code: 2,
-                message: format!(
-                    "database {} already holds {} signing key(s), but no master key was found \
-                     (TESSERA_MASTER_KEY is not set and {} does not exist): refusing to make a \
-                     new one, which could not open them. Give this command the cluster's \
-                     master key",
-                    place.database,
-                    stored.len(),
-                    shown(&data::master_key_path(&config.data_dir))
-                ),
-            });
-        }
+    let (master, source, made) = data::master_key_or_new(&config, existed).await?;
+    match (&source, made) {
+        (MasterSource::Env, _) => println!("master key: from TESSERA_MASTER_KEY (no file written)"),
+        (MasterSource::File(p), false) => println!("master key {} already exists", shown(p)),
+        (MasterSource::File(p), true) => println!(
+            "created master key {} (mode 0600): keep a copy; every node of a cluster \
+             needs this key (as TESSERA_MASTER_KEY or this file)",
+            shown(p)
+        ),
     }
-    let (master, source) = match found {
-        Some((key, source)) => {
-            match &source {
-                MasterSource::Env => {
-                    println!("master key: from TESSERA_MASTER_KEY (no file written)");
-                }
-                MasterSource::File(p) => println!("master key {} already exists", shown(p)),
-            }
-            (key, source)
-        }
-        None => {
-            let (key, path) = data::create_master_key(&config.data_dir)?;
-            println!(
-                "created master key {} (mode 0600): keep a copy; every node of a cluster \
-                 needs this key (as TESSERA_MASTER_KEY or this file)",
-                shown(&path)
-            );
-            (key, MasterSource::File(path))
-        }
-    };
 
     if !existed {
         data::prepare_sqlite(&url)?;

@@ -336,20 +336,20 @@ async fn serve(
     }
     let url = config.database_url();
     let existed = tessera_store::exists(&url).await?;
-    let master = match data::find_master_key(&config.data_dir)? {
-        Some((key, _)) => key,
-        None => {
-            let (key, path) = data::create_master_key(&config.data_dir)?;
-            created.push(format!("master key {} (0600)", data::shown(&path)));
-            key
-        }
-    };
+    let (master, source, made) = data::master_key_or_new(&config, existed).await?;
+    if made {
+        created.push(format!("master key {source} (0600)"));
+    }
     if !existed {
         data::prepare_sqlite(&url)?;
     }
     let store = tessera_store::open(&url).await?;
     if !existed {
         created.push(format!("database {}", place.database));
+    }
+    data::warn_if_shared(&config.data_dir, "the data folder");
+    if let Some(db) = tessera_store::sqlite_file(&url) {
+        data::warn_if_shared(&db, "the database");
     }
     if !created.is_empty() {
         tracing::info!(

@@ -214,7 +214,7 @@ async fn init_creates_private_data_and_says_what_it_made() {
 /// The admin commands never make a master key: without one (no TESSERA_MASTER_KEY, no
 /// master.key) `client add` and `keys` refuse naming where they looked; with another
 /// cluster's key they refuse naming it. `init` will not make a new key for a database
-/// whose keys it could not open.
+/// whose keys it could not open, and neither will `serve`.
 #[tokio::test]
 async fn admin_commands_need_the_clusters_master_key() {
     let f = Folder::new("");
@@ -249,6 +249,19 @@ async fn admin_commands_need_the_clusters_master_key() {
     assert_eq!(out.code(), Some(2), "{out:?}");
     assert!(out.stderr.contains("refusing"), "{}", out.stderr);
     assert!(!key_file.exists(), "init made a master key for sealed keys");
+    // And so does serve (it used to leave a new master.key that then failed every start).
+    let e = Server::builder(BIN)
+        .demo(false)
+        .data_dir(f.data())
+        .try_start()
+        .await
+        .expect_err("served keys it cannot open");
+    assert_eq!(e.status.and_then(|s| s.code()), Some(2), "{e}");
+    assert!(e.stderr.contains("refusing"), "{}", e.stderr);
+    assert!(
+        !key_file.exists(),
+        "serve made a master key for sealed keys"
+    );
 
     // Another cluster's key, from the environment or the file: refused, named.
     let other = other_master_key();
