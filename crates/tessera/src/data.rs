@@ -199,7 +199,11 @@ pub fn warn_if_shared(path: &Path, what: &str) {
         use std::os::unix::fs::PermissionsExt;
         if let Ok(meta) = std::fs::metadata(path) {
             if meta.permissions().mode() & 0o077 != 0 {
-                let fix = if meta.is_dir() { "chmod 700" } else { "chmod 600" };
+                let fix = if meta.is_dir() {
+                    "chmod 700"
+                } else {
+                    "chmod 600"
+                };
                 tracing::warn!(path = %shown(path), "{what} is readable by others; {fix} it");
             }
         }
