@@ -194,6 +194,37 @@ describe("tessera demo in Chromium", () => {
     await context.close();
   });
 
+  it("keeps the header on one line at a 360 px phone width", async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 360, height: 740 } });
+    const page = await context.newPage();
+    const problems = watch(page);
+    await withScreenshots("phone", [page], async () => {
+      await signIn(page, server);
+      const layout = await page.evaluate(() => {
+        const box = (/** @type {string} */ sel) => document.querySelector(sel)?.getBoundingClientRect();
+        const logout = /** @type {HTMLElement} */ (document.querySelector("#logout"));
+        const lineHeight = parseFloat(getComputedStyle(logout).lineHeight) || 20;
+        return {
+          page: document.documentElement.scrollWidth,
+          logout: box("#logout"),
+          lineHeight,
+          textHeight: logout.scrollHeight - parseFloat(getComputedStyle(logout).paddingTop) - parseFloat(getComputedStyle(logout).paddingBottom),
+          header: box(".topbar"),
+          whoami: box("#whoami"),
+        };
+      });
+      assert.ok(layout.page <= 360, `the page is ${layout.page} px wide at 360`);
+      assert.ok(layout.logout && layout.logout.right <= 360, `"Log out" ends at ${layout.logout?.right} px`);
+      assert.ok(layout.textHeight < 1.5 * layout.lineHeight, `"Log out" wraps: ${layout.textHeight} px of text, lines of ${layout.lineHeight} px`);
+      assert.ok(layout.header && layout.header.height < 80, `header ${layout.header?.height} px high`);
+      assert.ok(layout.whoami && layout.whoami.width > 0, "who is signed in is still shown");
+      assert.equal(await page.textContent("#whoami"), server.username);
+      await page.screenshot({ path: join(ARTIFACTS, "phone-360.png") });
+      assert.deepEqual(problems, []);
+    });
+    await context.close();
+  });
+
   it("explains a rate limit with the wait time, and an overloaded server", async () => {
     const context = await newContext(browser);
     const page = await context.newPage();
@@ -480,7 +511,10 @@ describe("tessera demo in Chromium", () => {
       assert.deepEqual(left, [], "the HttpOnly cookies are gone too");
 
       await second.locator("#login-form").waitFor({ state: "visible" });
-      assert.equal(await second.textContent("#login-error"), "You signed out in another tab.");
+      // news, not an error: a neutral status line, and no alert
+      assert.equal(await second.textContent("#login-info"), "You signed out in another tab.");
+      assert.equal(await second.getAttribute("#login-info", "role"), "status");
+      assert.equal(await second.isVisible("#login-error"), false, "shown as an error");
       assert.equal(await second.isVisible("#app"), false);
       assert.equal(await second.locator("#notes li").count(), 0, "the notes are no longer on screen");
       assert.equal(await claimsIn(second), null);

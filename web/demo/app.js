@@ -10,7 +10,8 @@ const ui = {
   noteStatus: $("note-status"), notes: $("notes"), notesEmpty: $("notes-empty"), notesCount: $("notes-count"),
   notesReload: $("notes-reload"), details: $("session-details"), dialog: $("login-dialog"),
   loginForm: $("login-form"), loginTitle: $("login-title"), loginHint: $("login-hint"),
-  username: $("username"), password: $("password"), loginError: $("login-error"), loginSubmit: $("login-submit"),
+  username: $("username"), password: $("password"), loginError: $("login-error"), loginInfo: $("login-info"),
+  loginSubmit: $("login-submit"),
 };
 const DRAFT_KEY = "tessera-demo-draft";
 const DEFAULT_HINT = [...ui.loginHint.childNodes];
@@ -124,7 +125,8 @@ function askToSignIn(/** @type {"login" | "expired"} */ mode, /** @type {string}
     ui.loginTitle.textContent = "Sign in";
     ui.loginHint.replaceChildren(...DEFAULT_HINT.map((node) => node.cloneNode(true)));
   }
-  showError(why);
+  showError("");
+  showInfo(why); // why the form is back (e.g. signed out in another tab): news, not a failure
   needLogin = true;
   if (!ui.dialog.open) ui.dialog.showModal();
   (ui.username.value ? ui.password : ui.username).focus();
@@ -177,6 +179,13 @@ function say(/** @type {string} */ text, isError = false) {
 function showError(/** @type {string} */ text) {
   ui.loginError.textContent = text;
   ui.loginError.hidden = !text;
+  if (text) showInfo("");
+}
+
+/** Neutral news on the login form (role=status), replaced by any error. */
+function showInfo(/** @type {string} */ text) {
+  ui.loginInfo.textContent = text;
+  ui.loginInfo.hidden = !text;
 }
 
 /** An element with a class and text (textContent only: notes are never parsed as HTML). */
@@ -233,6 +242,7 @@ ui.loginForm.addEventListener("submit", async (/** @type {SubmitEvent} */ event)
   const password = ui.password.value;
   if (!username || !password) return showError("Enter your username and password.");
   showError("");
+  showInfo("");
   ui.loginSubmit.disabled = true;
   ui.loginForm.setAttribute("aria-busy", "true");
   try {

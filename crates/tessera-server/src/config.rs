@@ -436,6 +436,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// `log.color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogColor {
+    /// Colour when stderr is a terminal and `NO_COLOR` is unset or empty (default).
+    Auto,
+    /// Always colour (text format), whatever stderr is and `NO_COLOR` says.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl LogColor {
+    /// Whether text logs carry ANSI colour codes, given whether stderr is a terminal and
+    /// the value of `NO_COLOR` (<https://no-color.org>: set and not empty means no colour).
+    pub fn ansi(self, stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            LogColor::Always => true,
+            LogColor::Never => false,
+            LogColor::Auto => stderr_is_terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -444,6 +468,8 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A tracing filter, e.g. `info` (default) or `tessera_server=debug`.
     pub level: String,
+    /// ANSI colours in text logs. Default `auto`: only when stderr is a terminal.
+    pub color: LogColor,
 }
 
 impl Default for LogConfig {
@@ -451,6 +477,7 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             level: "info".into(),
+            color: LogColor::Auto,
         }
     }
 }

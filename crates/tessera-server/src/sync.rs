@@ -1,8 +1,9 @@
 //! Keeping a node's memory in step with the store: the revocation feed into the
 //! denylist, and keys into the key ring.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tessera_store::{RevocationTarget, StoreError};
 
@@ -13,6 +14,15 @@ use crate::state::{key_schedule, AppState};
 const FEED_OVERLAP: i64 = 200;
 /// Feed entries read per query.
 const FEED_PAGE: u32 = 10_000;
+/// How often the store's reachability is probed (a `SELECT 1`) for `/healthz`.
+const HEALTH_EVERY: Duration = Duration::from_millis(500);
+/// How long a probe may take: a store that does not answer within this (a network
+/// partition, where only timeouts tell; the pool would wait 3 s for a connection) counts
+/// as down. With [`HEALTH_EVERY`], `/healthz` reports an outage within 1.5 s.
+const HEALTH_DEADLINE: Duration = Duration::from_secs(1);
+/// Longest one revocation pull may take before it counts as failed (a query on a
+/// connection that died silently would otherwise wait for TCP to give up).
+const PULL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Hands memory freed while loading back to the OS (glibc keeps it otherwise, spread over
 /// its per-thread arenas: the feed's pages are read on SQLite's thread and freed on the
@@ -111,6 +121,24 @@ fn set_degraded(state: &AppState, failing: bool) {
     }
 }
 
+/// Probes the store every [`HEALTH_EVERY`]; the node is degraded while a probe fails or
+/// times out, or while the last revocation pull failed (`pull_failing`).
+async fn watch_health(state: Arc<AppState>, pull_failing: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(HEALTH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let reachable = matches!(
+            tokio::time::timeout(HEALTH_DEADLINE, state.store.ping()).await,
+            Ok(Ok(()))
+        );
+        if !reachable {
+            crate::metrics::inc(&state.metrics.store_errors);
+        }
+        set_degraded(&state, !reachable || pull_failing.load(Ordering::Acquire));
+    }
+}
+
 /// Follows the store's push notifications (PostgreSQL `LISTEN/NOTIFY`), so a revocation
 /// or key made on any node is applied here within milliseconds; polling remains the
 /// safety net. Returns at once for stores without notifications.
@@ -154,6 +182,8 @@ async fn follow_changes(state: Arc<AppState>) {
 /// (every `sync.key_poll`), and denylist purging.
 pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(follow_changes(Arc::clone(&state)));
+    let pull_failing = Arc::new(AtomicBool::new(false));
+    tokio::spawn(watch_health(Arc::clone(&state), Arc::clone(&pull_failing)));
     let s = Arc::clone(&state);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(s.config.sync.revocation_poll);
@@ -161,11 +191,19 @@ pub fn spawn(state: Arc<AppState>) {
         let mut n: u64 = 0;
         loop {
             tick.tick().await;
-            match pull_revocations(&s).await {
-                Ok(_) => set_degraded(&s, false),
-                Err(e) => {
+            let pulled = tokio::time::timeout(PULL_DEADLINE, pull_revocations(&s)).await;
+            match pulled {
+                Ok(Ok(_)) => pull_failing.store(false, Ordering::Release),
+                Ok(Err(e)) => {
                     crate::metrics::inc(&s.metrics.store_errors);
                     tracing::debug!(error = %e, "revocation sync failed");
+                    pull_failing.store(true, Ordering::Release);
+                    set_degraded(&s, true);
+                }
+                Err(_) => {
+                    crate::metrics::inc(&s.metrics.store_errors);
+                    tracing::debug!("revocation sync timed out");
+                    pull_failing.store(true, Ordering::Release);
                     set_degraded(&s, true);
                 }
             }

@@ -11,7 +11,7 @@ mod model;
 mod sql;
 
 pub use model::*;
-pub use sql::{open, PgStore, SqliteStore};
+pub use sql::{exists, open, sqlite_file, PgStore, SqliteStore};
 
 use async_trait::async_trait;
 use tessera_core::{SessionId, UnixTime, UserId};

@@ -33,6 +33,77 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     }
 }
 
+/// Whether the database named by `url` already holds tessera's tables. Read-only: nothing
+/// is created (a missing SQLite file is `false`, never made). The admin CLI uses it to
+/// refuse to work on a database that is not there instead of creating an empty one.
+pub async fn exists(url: &str) -> Result<bool> {
+    const QUERY: &str =
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'users'";
+    if url.starts_with("sqlite:") {
+        let Some(path) = sqlite_file(url) else {
+            return Ok(false);
+        };
+        if !path.exists() {
+            return Ok(false);
+        }
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Setup(e.to_string()))?
+            .read_only(true)
+            .create_if_missing(false);
+        let mut conn = sqlx::ConnectOptions::connect(&opts)
+            .await
+            .map_err(|e| StoreError::Setup(format!("{}: {e}", path.display())))?;
+        let n: i64 = sqlx::query_scalar(QUERY)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| StoreError::Setup(format!("{}: {e}", path.display())))?;
+        Ok(n > 0)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let (opts, at) = pg_options(url)?;
+        let mut conn = sqlx::ConnectOptions::connect(&opts)
+            .await
+            .map_err(|e| StoreError::Setup(format!("cannot connect to PostgreSQL at {at}: {e}")))?;
+        let found: bool = sqlx::query_scalar("SELECT to_regclass('users') IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| StoreError::Setup(format!("PostgreSQL at {at}: {e}")))?;
+        Ok(found)
+    } else {
+        Err(StoreError::Setup(
+            "database_url must start with sqlite: or postgres:".into(),
+        ))
+    }
+}
+
+/// The file of a `sqlite:` URL (`None` for an in-memory database or another scheme).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let opts = SqliteConnectOptions::from_str(url).ok()?;
+    let path = opts.get_filename();
+    (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:"))
+        .then(|| path.to_path_buf())
+}
+
+/// Parsed PostgreSQL options and `host:port (database …)` to name in messages (never
+/// the password).
+fn pg_options(url: &str) -> Result<(sqlx::postgres::PgConnectOptions, String)> {
+    let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Setup(format!("not a PostgreSQL URL: {e}")))?;
+    let host = match opts.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => opts.get_host().to_owned(),
+    };
+    let at = format!(
+        "{host}:{} (database {:?}, user {:?})",
+        opts.get_port(),
+        opts.get_database().unwrap_or(opts.get_username()),
+        opts.get_username()
+    );
+    Ok((opts, at))
+}
+
 /// Embedded SQLite (WAL mode, so the admin CLI and the server can share the file).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -42,8 +113,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and migrates it.
     pub async fn open(url: &str) -> Result<Self> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Setup(e.to_string()))?
+        let opts =
+            SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Setup(e.to_string()))?;
+        let at = opts.get_filename().to_path_buf();
+        let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -54,11 +127,11 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await
-            .map_err(|e| StoreError::Setup(e.to_string()))?;
+            .map_err(|e| StoreError::Setup(format!("{}: {e}", at.display())))?;
         migrator(SQLITE_MIGRATIONS)
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Setup(e.to_string()))?;
+            .map_err(|e| StoreError::Setup(format!("{}: migrations failed: {e}", at.display())))?;
         Ok(SqliteStore { pool })
     }
 }
@@ -72,16 +145,16 @@ pub struct PgStore {
 impl PgStore {
     /// Connects to `url` and migrates the database.
     pub async fn open(url: &str) -> Result<Self> {
+        let (opts, at) = pg_options(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(3))
-            .connect(url)
+            .connect_with(opts)
             .await
-            .map_err(|e| StoreError::Setup(e.to_string()))?;
-        migrator(PG_MIGRATIONS)
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Setup(e.to_string()))?;
+            .map_err(|e| StoreError::Setup(format!("cannot connect to PostgreSQL at {at}: {e}")))?;
+        migrator(PG_MIGRATIONS).run(&pool).await.map_err(|e| {
+            StoreError::Setup(format!("PostgreSQL at {at}: migrations failed: {e}"))
+        })?;
         Ok(PgStore { pool })
     }
 

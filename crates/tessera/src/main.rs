@@ -1,6 +1,8 @@
 //! `tessera`: the authentication gateway (`serve`) and its administration commands.
 
 mod config;
+mod data;
+mod init;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -12,8 +14,8 @@ use tessera_core::password::{self, HashParams};
 use tessera_core::password_policy::{
     BreachedList, BreachedListError, PasswordPolicy, PolicyViolation,
 };
-use tessera_core::{Clock, MasterKey, SystemClock, UserId};
-use tessera_server::config::{Config, ConfigError, LogFormat, TlsMode};
+use tessera_core::{Clock, SystemClock, UserId};
+use tessera_server::config::{Config, LogFormat, TlsMode};
 use tessera_server::state::key_schedule;
 use tessera_server::{keys, AppState, StateParts};
 use tessera_store::{Store, StoreError, User};
@@ -38,6 +40,11 @@ struct ConfigArg {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create the data folder, master key, database and first signing keys.
+    Init {
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
     /// Run the gateway.
     Serve {
         #[command(flatten)]
@@ -137,20 +144,21 @@ enum ClientCommand {
 enum AuditCommand {
     /// Print the latest events as JSON lines.
     Tail {
-        /// How many.
-        #[arg(short = 'n', long, default_value_t = 50)]
-        lines: i64,
+        /// How many (0 … 10000).
+        #[arg(short = 'n', long, default_value_t = 50,
+              value_parser = clap::value_parser!(u64).range(0..=10_000))]
+        lines: u64,
     },
 }
 
 /// A failure and its exit code (2 for configuration problems).
-struct Failure {
-    code: u8,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
-impl From<ConfigError> for Failure {
-    fn from(e: ConfigError) -> Self {
+impl From<config::LoadError> for Failure {
+    fn from(e: config::LoadError) -> Self {
         Failure {
             code: 2,
             message: e.to_string(),
@@ -173,7 +181,7 @@ impl From<StoreError> for Failure {
     }
 }
 
-fn fail(message: impl Into<String>) -> Failure {
+pub(crate) fn fail(message: impl Into<String>) -> Failure {
     Failure {
         code: 1,
         message: message.into(),
@@ -233,12 +241,13 @@ fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 async fn run(cli: Cli, loaded: Option<Config>) -> Result<(), Failure> {
     match cli.command {
+        Command::Init { cfg } => init::run(cfg.config.as_deref()).await,
         Command::Serve { cfg, listen, demo } => {
             let config = match loaded {
                 Some(c) => c,
                 None => config::load(cfg.config.as_deref())?,
             };
-            serve(config, listen, demo).await
+            serve(config, cfg.config.as_deref(), listen, demo).await
         }
         Command::User { command, cfg } => user(command, cfg.config.as_deref()).await,
         Command::Keys { command, cfg } => keys_cmd(command, cfg.config.as_deref()).await,
@@ -248,7 +257,11 @@ async fn run(cli: Cli, loaded: Option<Config>) -> Result<(), Failure> {
             cfg,
         } => {
             let (_, store) = open(cfg.config.as_deref()).await?;
-            for e in store.recent_audit(lines.clamp(1, 10_000)).await? {
+            if lines == 0 {
+                return Ok(());
+            }
+            let limit = i64::try_from(lines).unwrap_or(10_000);
+            for e in store.recent_audit(limit).await? {
                 println!("{}", serde_json::to_string(&e).unwrap_or_default());
             }
             Ok(())
@@ -259,8 +272,16 @@ async fn run(cli: Cli, loaded: Option<Config>) -> Result<(), Failure> {
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    // Colour only where someone reads it: a terminal, unless NO_COLOR or `log.color`
+    // says otherwise (files and journald get plain text).
+    let ansi = config.log.format == LogFormat::Text
+        && config.log.color.ansi(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
@@ -268,57 +289,10 @@ fn init_tracing(config: &Config) {
     };
 }
 
-/// The master key: `TESSERA_MASTER_KEY`, else `data_dir/master.key` (made 0600 if missing).
-fn master_key(data_dir: &Path) -> Result<MasterKey, Failure> {
-    if let Ok(v) = std::env::var("TESSERA_MASTER_KEY") {
-        return MasterKey::parse(&v).ok_or_else(|| Failure {
-            code: 2,
-            message: "TESSERA_MASTER_KEY: must be 32 random bytes, base64-encoded".into(),
-        });
-    }
-    let path = data_dir.join("master.key");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                if let Ok(meta) = std::fs::metadata(&path) {
-                    if meta.permissions().mode() & 0o077 != 0 {
-                        tracing::warn!(path = %path.display(), "master key file is readable by others; chmod 600 it");
-                    }
-                }
-            }
-            MasterKey::parse(&text).ok_or_else(|| Failure {
-                code: 2,
-                message: format!("{}: not a base64 32-byte master key", path.display()),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(|e| Failure {
-                code: 2,
-                message: format!("configuration key `data_dir`: {}: {e}", data_dir.display()),
-            })?;
-            let key = MasterKey::generate();
-            tessera_server::fsutil::write_private(&path, key.export_base64().as_bytes())
-                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-            Ok(key)
-        }
-        Err(e) => Err(fail(format!("{}: {e}", path.display()))),
-    }
-}
-
+/// Opens the store for an admin command (refused when there is no data).
 async fn open(file: Option<&Path>) -> Result<(Config, Arc<dyn Store>), Failure> {
     let config = config::load(file)?;
-    if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| Failure {
-            code: 2,
-            message: format!(
-                "configuration key `data_dir`: {}: {e}",
-                config.data_dir.display()
-            ),
-        })?;
-    }
-    let store = tessera_store::open(&config.database_url()).await?;
+    let store = data::open_existing(&config, file).await?;
     Ok((config, store))
 }
 
@@ -345,6 +319,7 @@ async fn shutdown_signal() {
 
 async fn serve(
     mut config: Config,
+    file: Option<&Path>,
     listen: Option<std::net::SocketAddr>,
     demo: bool,
 ) -> Result<(), Failure> {
@@ -352,15 +327,36 @@ async fn serve(
         config.listen = l;
     }
     init_tracing(&config);
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| Failure {
-        code: 2,
-        message: format!(
-            "configuration key `data_dir`: {}: {e}",
-            config.data_dir.display()
-        ),
-    })?;
-    let master = master_key(&config.data_dir)?;
-    let store = tessera_store::open(&config.database_url()).await?;
+    // `serve` creates its data on first start (containers start with `serve`), saying so
+    // in one line; the admin commands never do (docs/configuration.md, "Data").
+    let place = data::Place::new(&config, file);
+    let mut created = Vec::new();
+    if data::create_data_dir(&config.data_dir)? {
+        created.push(format!("data folder {} (0700)", place.data_dir));
+    }
+    let url = config.database_url();
+    let existed = tessera_store::exists(&url).await?;
+    let (master, source, made) = data::master_key_or_new(&config, existed).await?;
+    if made {
+        created.push(format!("master key {source} (0600)"));
+    }
+    if !existed {
+        data::prepare_sqlite(&url)?;
+    }
+    let store = tessera_store::open(&url).await?;
+    if !existed {
+        created.push(format!("database {}", place.database));
+    }
+    data::warn_if_shared(&config.data_dir, "the data folder");
+    if let Some(db) = tessera_store::sqlite_file(&url) {
+        data::warn_if_shared(&db, "the database");
+    }
+    if !created.is_empty() {
+        tracing::info!(
+            "no tessera data found: created a new {}",
+            created.join(", ")
+        );
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -470,11 +466,16 @@ fn read_password(
         eprintln!("password (then Enter):");
     }
     let mut line = zeroize::Zeroizing::new(String::new());
-    stdin
+    let read = stdin
         .lock()
         .read_line(&mut line)
         .map_err(|e| fail(format!("reading stdin: {e}")))?;
     let pw = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    if read == 0 || pw.is_empty() {
+        return Err(fail(
+            "no password on stdin: write the password, then a newline, to standard input",
+        ));
+    }
     match policy.check(&pw, username) {
         Ok(()) => Ok(pw),
         Err(PolicyViolation::BreachedListUnusable(e)) => Err(breached_list_failure(e)),
@@ -596,43 +597,15 @@ async fn user(command: UserCommand, file: Option<&Path>) -> Result<(), Failure> 
         UserCommand::Import { file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            // Every line is checked before any user is added: a bad line adds nobody.
+            let parsed = parse_import(&text)
+                .map_err(|(line, why)| fail(format!("{}:{line}: {why}", file.display())))?;
             let (mut added, mut skipped) = (0, 0);
-            for (i, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let mut parts = line.splitn(3, ':');
-                let (Some(name), Some(phc)) = (parts.next(), parts.next()) else {
-                    return Err(fail(format!(
-                        "{}:{}: expected username:hash[:roles]",
-                        file.display(),
-                        i + 1
-                    )));
-                };
-                let roles: Vec<String> = parts
-                    .next()
-                    .map(|r| {
-                        r.split(',')
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if !valid_name(name)
-                    || !password::is_supported_hash(phc)
-                    || !roles.iter().all(|r| valid_role(r))
-                {
-                    return Err(fail(format!(
-                        "{}:{}: bad username, roles or unsupported hash (argon2 or bcrypt PHC)",
-                        file.display(),
-                        i + 1
-                    )));
-                }
+            for (name, phc, roles) in parsed {
                 let user = User {
                     id: UserId::random(),
-                    username: name.to_owned(),
-                    password_hash: phc.to_owned(),
+                    username: name,
+                    password_hash: phc,
                     roles,
                     created_at: now,
                     disabled: false,
@@ -649,33 +622,94 @@ async fn user(command: UserCommand, file: Option<&Path>) -> Result<(), Failure> 
     Ok(())
 }
 
+/// One import line's `(username, hash, roles)`.
+type ImportLine = (String, String, Vec<String>);
+
+/// Parses a `user import` file: `username:phc_hash[:role,role]` lines, `#` comments and
+/// blank lines. An error is `(line number, what is wrong)`, naming the field (username,
+/// hash or role) and never showing the hash field, which may be a plain password.
+fn parse_import(text: &str) -> Result<Vec<ImportLine>, (usize, String)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.splitn(3, ':');
+        let (Some(name), Some(phc)) = (parts.next(), parts.next()) else {
+            return Err((
+                n,
+                "expected username:hash[:role,role] (no `:` found; the line is not shown)".into(),
+            ));
+        };
+        if !valid_name(name) {
+            let shown: String = name.chars().take(64).collect();
+            return Err((
+                n,
+                format!("username {shown:?}: must be 1 to 64 of A-Z a-z 0-9 . _ @ -"),
+            ));
+        }
+        if !password::is_supported_hash(phc) {
+            return Err((
+                n,
+                format!(
+                    "hash of {name:?}: not an argon2 or bcrypt PHC string (e.g. $argon2id$… or \
+                     $2b$…); the field is not shown"
+                ),
+            ));
+        }
+        let roles: Vec<String> = parts
+            .next()
+            .map(|r| {
+                r.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(bad) = roles.iter().find(|r| !valid_role(r)) {
+            let shown: String = bad.chars().take(64).collect();
+            return Err((
+                n,
+                format!("role {shown:?} of {name:?}: must be 1 to 64 of A-Z a-z 0-9 . _ : -"),
+            ));
+        }
+        out.push((name.to_owned(), phc.to_owned(), roles));
+    }
+    Ok(out)
+}
+
+/// An instant as RFC 3339 UTC to the second (`2026-12-04T01:00:00Z`).
+fn rfc3339(t: tessera_core::UnixTime) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.0);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 async fn keys_cmd(command: KeysCommand, file: Option<&Path>) -> Result<(), Failure> {
     let (config, store) = open(file).await?;
-    let master = master_key(&config.data_dir)?;
+    let master = data::admin_master_key(&config, store.as_ref()).await?;
     let now = SystemClock.now();
     let schedule = key_schedule(&config);
     match command {
         KeysCommand::List => {
-            keys::ensure_keys(store.as_ref(), &master, schedule, now)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
+            // Read-only: the servers make and retire keys on their schedule.
             let ring = keys::load_ring(store.as_ref(), &master, now)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             println!(
-                "{:<14} {:<6} {:<8} {:<12} {:<12} EXPIRES",
+                "{:<14} {:<6} {:<8} {:<20} {:<20} EXPIRES (UTC)",
                 "KID", "ALG", "STATUS", "ACTIVATES", "RETIRES"
             );
-            let fmt =
-                |t: Option<tessera_core::UnixTime>| t.map_or("-".to_owned(), |t| t.0.to_string());
+            let fmt = |t: Option<tessera_core::UnixTime>| t.map_or("-".to_owned(), rfc3339);
             for k in ring.keys() {
                 let status = format!("{:?}", ring.status(k.kid(), now)).to_lowercase();
                 println!(
-                    "{:<14} {:<6} {:<8} {:<12} {:<12} {}",
+                    "{:<14} {:<6} {:<8} {:<20} {:<20} {}",
                     k.kid(),
                     k.alg().name(),
                     status,
-                    k.activates_at().0,
+                    rfc3339(k.activates_at()),
                     fmt(k.retires_at()),
                     fmt(k.expires_at())
                 );
@@ -701,7 +735,7 @@ async fn client_cmd(command: ClientCommand, file: Option<&Path>) -> Result<(), F
             if !valid_name(&name) {
                 return Err(fail("client name: 1 to 64 of A-Z a-z 0-9 . _ @ -"));
             }
-            let master = master_key(&config.data_dir)?;
+            let master = data::admin_master_key(&config, store.as_ref()).await?;
             match tessera_server::clients::add(store.as_ref(), &master, &name, SystemClock.now())
                 .await
             {

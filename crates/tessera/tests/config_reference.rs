@@ -3,8 +3,8 @@
 //!    documented, in the right section;
 //! 2. the documented defaults, parsed as TOML, deserialize to exactly `Config::default()`;
 //! 3. a file setting every documented key (defaults, and sample values for keys without
-//!    one) is accepted by the real binary (`tessera user list --config …` loads and
-//!    validates the whole configuration);
+//!    one) is accepted by the real binary (`tessera init` and `tessera user list
+//!    --config …` load and validate the whole configuration);
 //! 4. every documented section can be addressed by `TESSERA_<SECTION>__<KEY>`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -274,6 +274,15 @@ async fn the_binary_accepts_every_documented_key() {
     let text = to_toml(&keys);
     let file = dir.path().join("tessera.toml");
     std::fs::write(&file, &text).unwrap();
+    // The admin commands need existing data: `init` makes it (loading the same file).
+    let out = run_tessera(
+        Path::new(BIN),
+        &["init", "--config", file.to_str().unwrap()],
+        &[],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "init: {}\n{}", out.stdout, out.stderr);
     let out = run_tessera(
         Path::new(BIN),
         &["user", "list", "--config", file.to_str().unwrap()],

@@ -747,3 +747,209 @@ async fn worker_threads_sets_the_request_threads() {
     let mut c = server.demo_client().await;
     assert_eq!(c.get("/api/notes").send().await.status, 200);
 }
+
+/// A TCP forwarder to PostgreSQL that can be cut and restored: a database outage as the
+/// node sees it, without touching the shared PostgreSQL server. Two kinds of cut: `Closed`
+/// (every connection closed, new ones closed at once: the database or its host is down)
+/// and `Silent` (connections stay open but nothing passes, new ones are accepted and
+/// never answered: a network partition, where only timeouts tell).
+mod forwarder {
+    use std::sync::Arc;
+
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{watch, Mutex};
+    use tokio::task::JoinHandle;
+
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum Mode {
+        Up,
+        Closed,
+        Silent,
+    }
+
+    pub struct Forwarder {
+        pub port: u16,
+        mode: watch::Sender<Mode>,
+        conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+        accept: JoinHandle<()>,
+    }
+
+    impl Forwarder {
+        pub async fn start(target: String) -> Forwarder {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (mode, rx) = watch::channel(Mode::Up);
+            let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+            let conns2 = Arc::clone(&conns);
+            let accept = tokio::spawn(async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let mut rx = rx.clone();
+                    let now = *rx.borrow_and_update();
+                    let target = target.clone();
+                    let task = tokio::spawn(async move {
+                        match now {
+                            Mode::Closed => {}
+                            // Held open, never answered, until the forwarder is restored.
+                            Mode::Silent => {
+                                let _ = rx.wait_for(|m| *m == Mode::Up).await.map(|m| *m);
+                            }
+                            Mode::Up => {
+                                let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                                    return;
+                                };
+                                tokio::select! {
+                                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                    m = async { rx.wait_for(|m| *m != Mode::Up).await.map(|m| *m) } => {
+                                        // Silent: keep both sockets open and pass nothing
+                                        // until restored; then close (as a real partition's
+                                        // connections would have timed out).
+                                        if m.is_ok_and(|m| m == Mode::Silent) {
+                                            let _ = rx.wait_for(|m| *m == Mode::Up).await.map(|m| *m);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        drop((inbound, rx));
+                    });
+                    conns2.lock().await.push(task);
+                }
+            });
+            Forwarder {
+                port,
+                mode,
+                conns,
+                accept,
+            }
+        }
+
+        pub async fn cut(&self, how: Mode) {
+            self.mode.send_replace(how);
+            if how == Mode::Closed {
+                for t in self.conns.lock().await.drain(..) {
+                    t.abort();
+                }
+            }
+        }
+
+        pub fn restore(&self) {
+            self.mode.send_replace(Mode::Up);
+        }
+    }
+
+    impl Drop for Forwarder {
+        fn drop(&mut self) {
+            self.accept.abort();
+        }
+    }
+}
+
+/// `/healthz` follows the store: with PostgreSQL cut off (a forwarder between the node
+/// and the database closes every connection and refuses new ones) it says `degraded`
+/// (`"store": false`, still 200: valid tokens are still served) within 2 s, and `ok`
+/// within 2 s of the database coming back, without a restart. PostgreSQL at
+/// 127.0.0.1:5432 (`TESSERA_TEST_PG_URL`); unreachable and not required
+/// (`TESSERA_REQUIRE_POSTGRES`), the test says so and passes.
+#[tokio::test]
+async fn healthz_follows_a_store_outage_and_recovery_within_two_seconds() {
+    use sqlx::Connection;
+    let admin = std::env::var("TESSERA_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = match sqlx::PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) => {
+            assert_ne!(
+                std::env::var("TESSERA_REQUIRE_POSTGRES").as_deref(),
+                Ok("1"),
+                "PostgreSQL required but unreachable at {admin}: {e}"
+            );
+            eprintln!("POSTGRESQL TEST DID NOT RUN: {e}");
+            return;
+        }
+    };
+    let name = format!("tessera_healthz_{}", std::process::id());
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let target = {
+        let rest = admin.split_once('@').map_or(admin.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap().to_owned()
+    };
+    let fwd = forwarder::Forwarder::start(target).await;
+    let user = admin
+        .split_once("://")
+        .and_then(|(_, r)| r.split_once('@'))
+        .map_or("postgres", |(u, _)| u)
+        .to_owned();
+    let url = format!("postgres://{user}@127.0.0.1:{}/{name}", fwd.port);
+    let server = Server::builder(BIN)
+        .demo(false)
+        .database_url(&url)
+        .start()
+        .await;
+    let health = |s: &Server| {
+        let mut c = s.client();
+        async move {
+            let res = c.get("/healthz").send().await;
+            (
+                res.status,
+                res.json()["status"].as_str().unwrap_or("").to_owned(),
+            )
+        }
+    };
+    assert_eq!(health(&server).await, (200, "ok".to_owned()));
+
+    let mut figures = Vec::new();
+    let cuts = [
+        forwarder::Mode::Closed,
+        forwarder::Mode::Silent,
+        forwarder::Mode::Closed,
+        forwarder::Mode::Silent,
+    ];
+    for (round, how) in cuts.into_iter().enumerate() {
+        fwd.cut(how).await;
+        let (down, took) = eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || async { health(&server).await == (200, "degraded".to_owned()) },
+        )
+        .await;
+        assert!(
+            down,
+            "round {round} ({how:?}): /healthz still ok {took:?} after the cut"
+        );
+        let down_after = took;
+        fwd.restore();
+        let (up, took) = eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || async { health(&server).await == (200, "ok".to_owned()) },
+        )
+        .await;
+        assert!(
+            up,
+            "round {round} ({how:?}): /healthz still degraded {took:?} after the restore"
+        );
+        figures.push((how, down_after, took));
+        // Let the node settle on its new connections before the next cut.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    eprintln!("healthz (degraded after cut, ok after restore): {figures:?}");
+    for (how, down, up) in &figures {
+        assert!(
+            *down <= Duration::from_millis(2000) && *up <= Duration::from_millis(2000),
+            "{how:?} cut: degraded after {down:?}, ok again after {up:?} (limit 2 s each)"
+        );
+    }
+    drop(server);
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
+}
