@@ -16,8 +16,8 @@ use sqlx::Row;
 use tessera_core::{SessionId, UnixTime, UserId};
 
 use crate::{
-    AuditEvent, Result, Revocation, RevocationTarget, RotateOutcome, Rotation, Session, Store,
-    StoreError, StoredClient, StoredKey, User,
+    AuditEvent, ReplayKind, Result, Revocation, RevocationTarget, RotateOutcome, Rotation,
+    Session, Store, StoreError, StoredClient, StoredKey, User,
 };
 
 /// Opens the store named by `url` (`sqlite://path` or `postgres://…`) and runs migrations.
@@ -154,16 +154,30 @@ impl PgStore {
 }
 
 /// Migrations, embedded at compile time: `(version, description, sql)`.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
-const PG_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "replay_ids",
+        include_str!("../migrations/sqlite/0002_replay_ids.sql"),
+    ),
+];
+const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "replay_ids",
+        include_str!("../migrations/postgres/0002_replay_ids.sql"),
+    ),
+];
 
 fn migrator(list: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -630,6 +644,40 @@ macro_rules! impl_store {
                     n += sqlx::query(q).bind(t(now)).execute(&self.pool).await.map_err(db_err)?.rows_affected();
                 }
                 Ok(n)
+            }
+
+            async fn record_once(
+                &self,
+                kind: ReplayKind,
+                id: &[u8; 32],
+                expires_at: UnixTime,
+                now: UnixTime,
+            ) -> Result<bool> {
+                // One statement, atomic on both backends: a new id is inserted; an id whose
+                // row has expired (not yet purged) takes the row over; a live one is left
+                // alone and nothing is affected — a replay.
+                let r = sqlx::query(
+                    "INSERT INTO replay_ids (kind, id, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (kind, id) DO UPDATE SET expires_at = excluded.expires_at \
+                     WHERE replay_ids.expires_at < $4",
+                )
+                .bind(kind.as_str())
+                .bind(&id[..])
+                .bind(t(expires_at))
+                .bind(t(now))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn purge_replay_ids(&self, now: UnixTime) -> Result<u64> {
+                let r = sqlx::query("DELETE FROM replay_ids WHERE expires_at < $1")
+                    .bind(t(now))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(r.rows_affected())
             }
 
             async fn list_keys(&self) -> Result<Vec<StoredKey>> {
