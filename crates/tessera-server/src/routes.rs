@@ -429,7 +429,7 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResul
 /// `GET /auth/session`.
 pub async fn session(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let Identity { claims, .. } =
-        auth::authenticate(&state, req.method(), req.uri().path(), req.headers())?;
+        auth::authenticate(&state, req.method(), req.uri().path(), req.headers()).await?;
     let sid = claims.session_id().ok_or_else(AppError::unauthenticated)?;
     let expires_at = match state.store.session(sid).await {
         Ok(Some(s)) => Some(s.expires_at.0),
@@ -562,7 +562,7 @@ pub async fn revoke_user(state: &AppState, user: UserId) -> Result<usize, AppErr
 /// `POST /auth/logout-all`: ends every session of the caller.
 pub async fn logout_all(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let origin = audit::origin(&state, peer(&req), req.headers());
-    let identity = auth::authenticate(&state, req.method(), req.uri().path(), req.headers())?;
+    let identity = auth::authenticate(&state, req.method(), req.uri().path(), req.headers()).await?;
     let user = identity
         .claims
         .user_id()
@@ -597,7 +597,7 @@ pub async fn verify(State(state): State<Arc<AppState>>, req: Request) -> AppResu
         .transpose()?
         .unwrap_or(Method::GET);
     let path = forwarded_path(&state, &req);
-    let identity = auth::authenticate(&state, &method, &path, headers)?;
+    let identity = auth::authenticate(&state, &method, &path, headers).await?;
     let mut res = StatusCode::OK.into_response();
     crate::gateway::identity_headers(&identity, res.headers_mut());
     no_store(&mut res);
