@@ -507,8 +507,10 @@ pub fn check_content_digest(header: &str, body: &[u8]) -> bool {
 /// for some body: bounded, well-formed, naming at least one supported algorithm.
 fn digest_is_usable(header: &str) -> bool {
     header.len() <= MAX_HEADER_LEN
-        && parse_digest_dict(header)
-            .is_some_and(|m| m.iter().any(|(alg, _)| matches!(*alg, "sha-256" | "sha-512")))
+        && parse_digest_dict(header).is_some_and(|m| {
+            m.iter()
+                .any(|(alg, _)| matches!(*alg, "sha-256" | "sha-512"))
+        })
 }
 
 // ---- profile and signature base ------------------------------------------------------

@@ -637,9 +637,13 @@ impl Config {
                 "must be at least limits.max_body_bytes and at most 4294967295",
             ));
         }
-        if sig.body_timeout < Duration::from_millis(100) || sig.body_timeout > Duration::from_secs(600)
+        if sig.body_timeout < Duration::from_millis(100)
+            || sig.body_timeout > Duration::from_secs(600)
         {
-            return Err(bad("signatures.body_timeout", "must be between 100ms and 10m"));
+            return Err(bad(
+                "signatures.body_timeout",
+                "must be between 100ms and 10m",
+            ));
         }
         if self.rate_limit.per_username_per_minute == 0 || self.rate_limit.per_ip_per_minute == 0 {
             return Err(bad("rate_limit", "limits must be at least 1"));

@@ -574,7 +574,8 @@ async fn route_upstream(
     if !h.contains_key(header::AUTHORIZATION) && h.contains_key(&SIGNATURE_INPUT) {
         return signed_request(&state, upstream, req, peer).await;
     }
-    let identity = auth::authenticate(&state, req.method(), req.uri().path(), req.headers()).await?;
+    let identity =
+        auth::authenticate(&state, req.method(), req.uri().path(), req.headers()).await?;
     proxy(&state, upstream, req, Caller::User(&identity), peer).await
 }
 
@@ -675,7 +676,12 @@ impl http_body::Body for HeldBody {
         self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::task::Poll::Ready(self.get_mut().data.take().map(|d| Ok(http_body::Frame::data(d))))
+        std::task::Poll::Ready(
+            self.get_mut()
+                .data
+                .take()
+                .map(|d| Ok(http_body::Frame::data(d))),
+        )
     }
 
     fn is_end_stream(&self) -> bool {
@@ -787,7 +793,11 @@ async fn signed_request(
         let most = declared.map_or(limit, |n| usize::try_from(n).unwrap_or(limit));
         let permit = u32::try_from(most)
             .ok()
-            .and_then(|n| Arc::clone(&state.sig_body_bytes).try_acquire_many_owned(n).ok())
+            .and_then(|n| {
+                Arc::clone(&state.sig_body_bytes)
+                    .try_acquire_many_owned(n)
+                    .ok()
+            })
             .ok_or_else(bodies_overloaded)?;
         let bytes = match tokio::time::timeout(timeout, read_bounded(body, most)).await {
             Err(_) => return Err(body_too_slow()),
@@ -1108,7 +1118,9 @@ mod signed_body_tests {
             };
             let status = res.status().as_u16();
             let headers = res.headers().clone();
-            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .unwrap();
             let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
             (status, json, headers)
         }
@@ -1134,31 +1146,66 @@ mod signed_body_tests {
         let cases: Vec<(&str, Request, u16, &str)> = vec![
             (
                 "unknown key id",
-                f.request("nobody", &wrong, Some(&digest), now, Some(1000), probe(1, 1000, false).0),
+                f.request(
+                    "nobody",
+                    &wrong,
+                    Some(&digest),
+                    now,
+                    Some(1000),
+                    probe(1, 1000, false).0,
+                ),
                 401,
                 "unauthenticated",
             ),
             (
                 "known key id, wrong secret",
-                f.request(&f.keyid, &wrong, Some(&digest), now, Some(1000), probe(1, 1000, false).0),
+                f.request(
+                    &f.keyid,
+                    &wrong,
+                    Some(&digest),
+                    now,
+                    Some(1000),
+                    probe(1, 1000, false).0,
+                ),
                 401,
                 "unauthenticated",
             ),
             (
                 "created outside the window",
-                f.request(&f.keyid, &f.secret, Some(&digest), now - 600, Some(1000), probe(1, 1000, false).0),
+                f.request(
+                    &f.keyid,
+                    &f.secret,
+                    Some(&digest),
+                    now - 600,
+                    Some(1000),
+                    probe(1, 1000, false).0,
+                ),
                 401,
                 "unauthenticated",
             ),
             (
                 "a declared body the signature does not cover",
-                f.request(&f.keyid, &f.secret, None, now, Some(1000), probe(1, 1000, false).0),
+                f.request(
+                    &f.keyid,
+                    &f.secret,
+                    None,
+                    now,
+                    Some(1000),
+                    probe(1, 1000, false).0,
+                ),
                 401,
                 "unauthenticated",
             ),
             (
                 "Content-Length over limits.max_body_bytes",
-                f.request(&f.keyid, &f.secret, Some(&digest), now, Some(4097), probe(1, 1000, false).0),
+                f.request(
+                    &f.keyid,
+                    &f.secret,
+                    Some(&digest),
+                    now,
+                    Some(4097),
+                    probe(1, 1000, false).0,
+                ),
                 413,
                 "payload_too_large",
             ),
@@ -1168,7 +1215,11 @@ mod signed_body_tests {
             let (parts, _) = req.into_parts();
             let (body, polled) = probe(1, 1000, false);
             let (got, json, _) = f.send(Request::from_parts(parts, body)).await;
-            assert_eq!((got, json["error"].as_str()), (status, Some(code)), "{what}: {json}");
+            assert_eq!(
+                (got, json["error"].as_str()),
+                (status, Some(code)),
+                "{what}: {json}"
+            );
             assert!(!polled.load(Ordering::SeqCst), "{what}: the body was read");
         }
         // A malformed Signature-Input.
@@ -1183,11 +1234,21 @@ mod signed_body_tests {
             .unwrap();
         let (got, _, _) = f.send(req).await;
         assert_eq!(got, 401);
-        assert!(!polled.load(Ordering::SeqCst), "malformed fields: the body was read");
+        assert!(
+            !polled.load(Ordering::SeqCst),
+            "malformed fields: the body was read"
+        );
 
         // A replayed nonce: the first use goes through, the copy is refused unread.
         let body = vec![b'x'; 1000];
-        let req = f.request(&f.keyid, &f.secret, Some(&digest), now, Some(1000), Body::from(body));
+        let req = f.request(
+            &f.keyid,
+            &f.secret,
+            Some(&digest),
+            now,
+            Some(1000),
+            Body::from(body),
+        );
         let (parts, first_body) = req.into_parts();
         let copy = Request::from_parts(parts.clone(), probe(1, 1000, false).0);
         let (got, _, _) = f.send(Request::from_parts(parts, first_body)).await;
@@ -1195,7 +1256,10 @@ mod signed_body_tests {
         let (copy_parts, _) = copy.into_parts();
         let (body, polled) = probe(1, 1000, false);
         let (got, json, _) = f.send(Request::from_parts(copy_parts, body)).await;
-        assert_eq!((got, json["error"].as_str()), (401, Some("unauthenticated")));
+        assert_eq!(
+            (got, json["error"].as_str()),
+            (401, Some("unauthenticated"))
+        );
         assert!(!polled.load(Ordering::SeqCst), "replay: the body was read");
         assert_eq!(f.upstream_hits.load(Ordering::SeqCst), 1);
         // Every reservation was given back.
@@ -1224,21 +1288,31 @@ mod signed_body_tests {
         }
         let waited = std::time::Instant::now();
         while f.state.sig_body_bytes.available_permits() > 0 {
-            assert!(waited.elapsed() < Duration::from_secs(2), "bodies never reserved");
+            assert!(
+                waited.elapsed() < Duration::from_secs(2),
+                "bodies never reserved"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // ...so a third verified request is refused at once, its body unread.
         let (body, polled) = probe(1, 10, false);
         let req = f.request(&f.keyid, &f.secret, Some(&digest), now, Some(10), body);
         let (got, json, headers) = f.send(req).await;
-        assert_eq!((got, json["error"].as_str()), (503, Some("overloaded")), "{json}");
+        assert_eq!(
+            (got, json["error"].as_str()),
+            (503, Some("overloaded")),
+            "{json}"
+        );
         assert!(headers.contains_key(header::RETRY_AFTER));
         assert!(!polled.load(Ordering::SeqCst));
         // The stalled ones end with 408 after signatures.body_timeout (300 ms).
         for h in held {
             let (status, took) = h.await.unwrap();
             assert_eq!(status, 408);
-            assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{took:?}");
+            assert!(
+                took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+                "{took:?}"
+            );
         }
         assert_eq!(f.state.sig_body_bytes.available_permits(), 8192);
         // With room again, a whole body of unknown length (no Content-Length) goes
@@ -1254,7 +1328,10 @@ mod signed_body_tests {
         let (b, _) = probe(5, 1000, false);
         let req = f.request(&f.keyid, &f.secret, Some(&digest), now, None, b);
         let (got, json, _) = f.send(req).await;
-        assert_eq!((got, json["error"].as_str()), (413, Some("payload_too_large")));
+        assert_eq!(
+            (got, json["error"].as_str()),
+            (413, Some("payload_too_large"))
+        );
         assert_eq!(f.state.sig_body_bytes.available_permits(), 8192);
     }
 }

@@ -562,7 +562,8 @@ pub async fn revoke_user(state: &AppState, user: UserId) -> Result<usize, AppErr
 /// `POST /auth/logout-all`: ends every session of the caller.
 pub async fn logout_all(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let origin = audit::origin(&state, peer(&req), req.headers());
-    let identity = auth::authenticate(&state, req.method(), req.uri().path(), req.headers()).await?;
+    let identity =
+        auth::authenticate(&state, req.method(), req.uri().path(), req.headers()).await?;
     let user = identity
         .claims
         .user_id()

@@ -82,11 +82,8 @@ pub async fn claim_once(
     }
     let mut id = [0u8; 32];
     id.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref());
-    let recorded = tokio::time::timeout(
-        CLAIM_WAIT,
-        state.store.record_once(kind, &id, expires, now),
-    )
-    .await;
+    let recorded =
+        tokio::time::timeout(CLAIM_WAIT, state.store.record_once(kind, &id, expires, now)).await;
     match recorded {
         Ok(Ok(true)) => Ok(()),
         Ok(Ok(false)) => Err(ClaimError::Replayed),

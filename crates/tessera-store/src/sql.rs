@@ -16,8 +16,8 @@ use sqlx::Row;
 use tessera_core::{SessionId, UnixTime, UserId};
 
 use crate::{
-    AuditEvent, ReplayKind, Result, Revocation, RevocationTarget, RotateOutcome, Rotation,
-    Session, Store, StoreError, StoredClient, StoredKey, User,
+    AuditEvent, ReplayKind, Result, Revocation, RevocationTarget, RotateOutcome, Rotation, Session,
+    Store, StoreError, StoredClient, StoredKey, User,
 };
 
 /// Opens the store named by `url` (`sqlite://path` or `postgres://…`) and runs migrations.

@@ -1247,29 +1247,62 @@ mod cases {
         let other = tessera_store::open(&cx.url).await.unwrap();
         let b = &*other;
         let (dpop, sig) = (ReplayKind::Dpop, ReplayKind::Signature);
-        assert!(a.record_once(dpop, &rid("j1"), at(60), at(0)).await.unwrap());
+        assert!(a
+            .record_once(dpop, &rid("j1"), at(60), at(0))
+            .await
+            .unwrap());
         // The same id through the other handle, and again through the first: replays.
-        assert!(!b.record_once(dpop, &rid("j1"), at(60), at(1)).await.unwrap());
-        assert!(!a.record_once(dpop, &rid("j1"), at(120), at(2)).await.unwrap());
+        assert!(!b
+            .record_once(dpop, &rid("j1"), at(60), at(1))
+            .await
+            .unwrap());
+        assert!(!a
+            .record_once(dpop, &rid("j1"), at(120), at(2))
+            .await
+            .unwrap());
         // Live through its expiry second, whatever the new expiry asked for.
-        assert!(!b.record_once(dpop, &rid("j1"), at(500), at(60)).await.unwrap());
+        assert!(!b
+            .record_once(dpop, &rid("j1"), at(500), at(60))
+            .await
+            .unwrap());
         // The other kind is another namespace; another id is new.
-        assert!(b.record_once(sig, &rid("j1"), at(300), at(2)).await.unwrap());
-        assert!(b.record_once(dpop, &rid("j2"), at(10), at(2)).await.unwrap());
+        assert!(b
+            .record_once(sig, &rid("j1"), at(300), at(2))
+            .await
+            .unwrap());
+        assert!(b
+            .record_once(dpop, &rid("j2"), at(10), at(2))
+            .await
+            .unwrap());
         // After its expiry a row counts as absent even before it is purged, and the new
         // use is recorded with its own expiry.
-        assert!(a.record_once(dpop, &rid("j1"), at(200), at(61)).await.unwrap());
-        assert!(!b.record_once(dpop, &rid("j1"), at(200), at(150)).await.unwrap());
+        assert!(a
+            .record_once(dpop, &rid("j1"), at(200), at(61))
+            .await
+            .unwrap());
+        assert!(!b
+            .record_once(dpop, &rid("j1"), at(200), at(150))
+            .await
+            .unwrap());
         // Purge at at(201): j2 (expired at 10) and dpop j1 (200) go; sig j1 (300) stays.
         assert_eq!(a.purge_replay_ids(at(200)).await.unwrap(), 1);
         assert_eq!(a.purge_replay_ids(at(201)).await.unwrap(), 1);
         assert_eq!(a.purge_replay_ids(at(201)).await.unwrap(), 0);
-        assert!(!a.record_once(sig, &rid("j1"), at(400), at(201)).await.unwrap());
-        assert!(a.record_once(dpop, &rid("j2"), at(400), at(201)).await.unwrap());
+        assert!(!a
+            .record_once(sig, &rid("j1"), at(400), at(201))
+            .await
+            .unwrap());
+        assert!(a
+            .record_once(dpop, &rid("j2"), at(400), at(201))
+            .await
+            .unwrap());
         // The rows survive reopening: a restarted node still refuses a replay.
         drop(other);
         let again = tessera_store::open(&cx.url).await.unwrap();
-        assert!(!again.record_once(dpop, &rid("j2"), at(400), at(202)).await.unwrap());
+        assert!(!again
+            .record_once(dpop, &rid("j2"), at(400), at(202))
+            .await
+            .unwrap());
     }
 
     /// Many claims of one id at once, from two handles: exactly one wins.
