@@ -107,8 +107,10 @@ fn bench(c: &mut Criterion) {
     let name = format!("tessera_bench_{}", std::process::id());
     let admin = sqlx::postgres::PgConnectOptions::from_str(&base).unwrap();
     let created = rt.block_on(async {
-        let mut conn =
-            tokio::time::timeout(Duration::from_secs(5), admin.connect()).await.ok()?.ok()?;
+        let mut conn = tokio::time::timeout(Duration::from_secs(5), admin.connect())
+            .await
+            .ok()?
+            .ok()?;
         conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
             .await
             .ok()?;
