@@ -11,6 +11,8 @@
 //!   proofs and signed requests get 503 `unavailable` (fail closed, the store cannot say
 //!   whether another node saw them) while cookie sessions keep working; back when the
 //!   database is.
+//! * Two `tessera serve` processes on one SQLite file: the same cross-node refusals
+//!   (`shared_replay` is on for SQLite too).
 //!
 //! PostgreSQL comes from `TESSERA_TEST_PG_URL` (default the local server). Unreachable:
 //! the test says so and passes, unless `TESSERA_REQUIRE_POSTGRES=1` (CI), where it fails.
@@ -228,33 +230,17 @@ async fn until(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn proofs_and_signed_requests_are_refused_on_every_other_node() {
-    let Some((db, admin)) = fresh_database().await else {
-        return;
-    };
-    let pg_host = admin
-        .split_once('@')
-        .and_then(|(_, rest)| rest.split('/').next())
-        .unwrap_or("127.0.0.1:5432")
-        .to_owned();
-    let relay = Relay::start(pg_host).await;
-    let url = format!("postgres://postgres@127.0.0.1:{}/{db}", relay.port);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = format!(
-        "public_origin = \"{ORIGIN}\"\n[rate_limit]\nper_ip_per_minute = 100000\n[sync]\nkey_poll = \"1s\"\n"
-    );
-    let master = tessera_testkit::b64url_encode(&[42u8; 32]);
-    let node = || {
-        Server::builder(BIN)
-            .data_dir(&data)
-            .database_url(&url)
-            .config(&config)
-            .env("TESSERA_MASTER_KEY", &master)
-    };
-    let a = node().start().await;
-    let b = node().start().await;
+/// What [`replays_are_refused_across`] leaves for further requests.
+struct Shared {
+    key: DpopKey,
+    token: String,
+    keyid: String,
+    secret: Vec<u8>,
+}
+
+/// The cross-node checks, for any two nodes sharing a database: A's used proofs and
+/// signed requests are refused on B and the other way round, fresh ones work on either.
+async fn replays_are_refused_across(a: &Server, b: &Server) -> Shared {
     let password = a.demo_password().to_owned();
     let (mut on_a, mut on_b) = (a.client(), b.client());
 
@@ -359,6 +345,69 @@ async fn proofs_and_signed_requests_are_refused_on_every_other_node() {
         "unauthenticated",
         "B's signed request on A",
     );
+
+    Shared {
+        key,
+        token,
+        keyid,
+        secret,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_on_one_sqlite_file_refuse_each_others_replays() {
+    // Not a supported cluster, but possible: `dpop.shared_replay` (on by default) covers it.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config =
+        format!("public_origin = \"{ORIGIN}\"\n[rate_limit]\nper_ip_per_minute = 100000\n");
+    let master = tessera_testkit::b64url_encode(&[43u8; 32]);
+    let node = || {
+        Server::builder(BIN)
+            .data_dir(&data)
+            .config(&config)
+            .env("TESSERA_MASTER_KEY", &master)
+    };
+    let a = node().start().await;
+    let b = node().start().await;
+    replays_are_refused_across(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proofs_and_signed_requests_are_refused_on_every_other_node() {
+    let Some((db, admin)) = fresh_database().await else {
+        return;
+    };
+    let pg_host = admin
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_owned();
+    let relay = Relay::start(pg_host).await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/{db}", relay.port);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = format!(
+        "public_origin = \"{ORIGIN}\"\n[rate_limit]\nper_ip_per_minute = 100000\n[sync]\nkey_poll = \"1s\"\n"
+    );
+    let master = tessera_testkit::b64url_encode(&[42u8; 32]);
+    let node = || {
+        Server::builder(BIN)
+            .data_dir(&data)
+            .database_url(&url)
+            .config(&config)
+            .env("TESSERA_MASTER_KEY", &master)
+    };
+    let a = node().start().await;
+    let b = node().start().await;
+    let password = a.demo_password().to_owned();
+    let (mut on_a, mut on_b) = (a.client(), b.client());
+    let Shared {
+        key,
+        token,
+        keyid,
+        secret,
+    } = replays_are_refused_across(&a, &b).await;
 
     // ---- The database cut off: fail closed ---------------------------------------------
     let mut user = a.client();
