@@ -1334,4 +1334,36 @@ mod signed_body_tests {
         );
         assert_eq!(f.state.sig_body_bytes.available_permits(), 8192);
     }
+
+    /// The buffer cap must hold one whole body, fit the semaphore's u32 reservations, and
+    /// the body deadline be sane.
+    #[test]
+    fn signature_limits_are_validated() {
+        let key = |edit: fn(&mut Config)| {
+            let mut c = Config::default();
+            edit(&mut c);
+            c.validate().err().map(|e| e.key)
+        };
+        assert_eq!(key(|_| {}), None);
+        assert_eq!(
+            key(|c| c.signatures.max_buffered_bytes = c.limits.max_body_bytes - 1),
+            Some("signatures.max_buffered_bytes".to_owned())
+        );
+        assert_eq!(
+            key(|c| c.signatures.max_buffered_bytes = 1 << 33),
+            Some("signatures.max_buffered_bytes".to_owned())
+        );
+        assert_eq!(
+            key(|c| c.signatures.max_buffered_bytes = c.limits.max_body_bytes),
+            None
+        );
+        assert_eq!(
+            key(|c| c.signatures.body_timeout = Duration::from_millis(99)),
+            Some("signatures.body_timeout".to_owned())
+        );
+        assert_eq!(
+            key(|c| c.signatures.body_timeout = Duration::from_secs(601)),
+            Some("signatures.body_timeout".to_owned())
+        );
+    }
 }
