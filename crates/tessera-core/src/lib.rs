@@ -27,6 +27,7 @@ mod claims_json;
 mod clock;
 pub mod csrf;
 mod denylist;
+pub mod device;
 pub mod dpop;
 mod error;
 pub mod httpsig;

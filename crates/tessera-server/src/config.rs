@@ -289,9 +289,24 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// Most request headers. Default 64.
     pub max_headers: usize,
-    /// Time to receive a request's headers (slow clients). Default 10 s.
+    /// Time to receive a request's headers (slow clients); also the time a new connection
+    /// has for its TLS handshake, and then for its first request head. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
+    /// A connection with no open request (HTTP/1.1 keep-alive between requests, HTTP/2
+    /// with no open stream) is closed after this long. HTTP/1.1 connections are closed
+    /// after `header_timeout` already if it is shorter. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A client that takes no response bytes for this long (a full socket, or an HTTP/2
+    /// flow-control window it never opens) has its connection closed, and the upstream
+    /// connection its response held with it. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
+    /// A request body that sends no bytes for this long fails with 408 `request_timeout`.
+    /// Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
     /// Whole-request deadline for tessera's own endpoints. Default 30 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -300,6 +315,10 @@ pub struct LimitsConfig {
     pub upstream_timeout: Duration,
     /// Most open connections. Default 4096.
     pub max_connections: usize,
+    /// Most proxied requests in flight for one client IP (the peer, or the client named
+    /// by a trusted proxy); more get 429 `rate_limited`. Each holds an upstream
+    /// connection, so this keeps one client from holding them all. Default 256.
+    pub max_upstream_per_ip: usize,
     /// How long shutdown waits for in-flight requests. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -312,9 +331,13 @@ impl Default for LimitsConfig {
             max_header_bytes: 16 << 10,
             max_headers: 64,
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
             upstream_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            max_upstream_per_ip: 256,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -404,6 +427,11 @@ pub struct RateLimitConfig {
     pub per_username_per_minute: u32,
     /// Login attempts allowed per client IP per minute. Default 30.
     pub per_ip_per_minute: u32,
+    /// How long a device token (the proof of a device that logged in as the user
+    /// before, which lifts the per-username limit for that device) stays valid.
+    /// Default 180 days.
+    #[serde(with = "humantime_serde")]
+    pub device_ttl: Duration,
 }
 
 impl Default for RateLimitConfig {
@@ -411,6 +439,7 @@ impl Default for RateLimitConfig {
         RateLimitConfig {
             per_username_per_minute: 5,
             per_ip_per_minute: 30,
+            device_ttl: Duration::from_secs(180 * 86_400),
         }
     }
 }
@@ -587,6 +616,21 @@ impl Config {
                 "limits",
                 "limits must be positive (max_header_bytes ≥ 1024, max_headers ≥ 8)",
             ));
+        }
+        for (key, d) in [
+            ("limits.header_timeout", l.header_timeout),
+            ("limits.idle_timeout", l.idle_timeout),
+            ("limits.send_timeout", l.send_timeout),
+            ("limits.body_timeout", l.body_timeout),
+            ("limits.request_timeout", l.request_timeout),
+            ("limits.upstream_timeout", l.upstream_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                return Err(bad(key, "must be at least 100ms"));
+            }
+        }
+        if l.max_upstream_per_ip == 0 {
+            return Err(bad("limits.max_upstream_per_ip", "must be at least 1"));
         }
         let p = &self.passwords;
         if p.m_cost < 8192 || p.t_cost == 0 || p.p_cost == 0 {

@@ -15,9 +15,12 @@ pub const ACCESS: &str = "__Host-tessera-access";
 pub const REFRESH: &str = "__Secure-tessera-refresh";
 /// The CSRF token, readable by script.
 pub const CSRF: &str = "__Host-tessera-csrf";
+/// The device token (a known device for the per-user login limit), HttpOnly, only sent to
+/// `/auth`. It outlives sessions: logout does not clear it.
+pub const DEVICE: &str = "__Secure-tessera-device";
 
 /// Every tessera cookie name.
-pub const ALL: [&str; 5] = [CLAIMS, SIG, ACCESS, REFRESH, CSRF];
+pub const ALL: [&str; 6] = [CLAIMS, SIG, ACCESS, REFRESH, CSRF, DEVICE];
 
 /// Most bytes of `Cookie` headers read (RFC 6265 user agents keep ≤ 4096 per cookie).
 const MAX_COOKIE_HEADER: usize = 8192;
@@ -35,6 +38,8 @@ pub struct TesseraCookies<'a> {
     pub refresh: Option<&'a str>,
     /// `__Host-tessera-csrf`.
     pub csrf: Option<&'a str>,
+    /// `__Secure-tessera-device`.
+    pub device: Option<&'a str>,
     /// Something besides tessera's cookies is there (another cookie, or a pair without
     /// `=`): exactly when [`strip`] leaves anything for the upstream.
     pub others: bool,
@@ -105,6 +110,7 @@ pub fn read(headers: &HeaderMap) -> Result<TesseraCookies<'_>, AppError> {
                 n if n == ACCESS.as_bytes() => &mut out.access,
                 n if n == REFRESH.as_bytes() => &mut out.refresh,
                 n if n == CSRF.as_bytes() => &mut out.csrf,
+                n if n == DEVICE.as_bytes() => &mut out.device,
                 _ => {
                     out.others = true;
                     continue;
@@ -233,7 +239,15 @@ pub fn append_issued(headers: &mut HeaderMap, mode: CookieMode, issued: &Issued<
     ));
 }
 
-/// Appends `Set-Cookie` headers that delete every tessera cookie (`Max-Age=0`).
+/// Appends the `Set-Cookie` header of a device token that lives `max_age` seconds.
+pub fn append_device(headers: &mut HeaderMap, token: &str, max_age: u64) {
+    if let Some(v) = set(DEVICE, token, max_age, true, "Strict", "/auth") {
+        headers.append(header::SET_COOKIE, v);
+    }
+}
+
+/// Appends `Set-Cookie` headers that delete every tessera cookie of a session
+/// (`Max-Age=0`); the device cookie stays, since it is about the device, not the session.
 pub fn append_clear_all(headers: &mut HeaderMap) {
     for (name, http_only, same_site, path) in [
         (CLAIMS, false, "Lax", "/"),
@@ -356,7 +370,7 @@ mod tests {
                 assert_eq!(c.others, strip(&h).is_some(), "{h:?}");
             }
             let got = read(&h).map(|c| {
-                [c.claims, c.sig, c.access, c.refresh, c.csrf]
+                [c.claims, c.sig, c.access, c.refresh, c.csrf, c.device]
                     .map(|v| v.map(str::to_owned))
                     .to_vec()
             });

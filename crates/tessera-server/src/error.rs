@@ -85,6 +85,14 @@ impl AppError {
             "request body too large",
         )
     }
+    /// 408 `request_timeout`: the request body stopped arriving.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body stopped arriving",
+        )
+    }
     /// 415 `unsupported_media_type` (JSON endpoints refuse forms and text/plain).
     pub fn unsupported_media_type() -> Self {
         Self::new(

@@ -37,6 +37,8 @@ pub struct Upstream {
     client: Client<HttpConnector, Body>,
     /// Requests without one: the hot path.
     http1: crate::upstream::Http1,
+    /// Proxied requests in flight per client IP (`limits.max_upstream_per_ip`).
+    per_ip: Arc<crate::per_ip::PerIp>,
 }
 
 impl Upstream {
@@ -75,6 +77,7 @@ impl Upstream {
             base_path,
             client,
             http1,
+            per_ip: Arc::new(crate::per_ip::PerIp::new(config.limits.max_upstream_per_ip)),
         })
     }
 }
@@ -425,6 +428,17 @@ pub async fn proxy(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(AppError::payload_too_large());
     }
+    // The slot is held until the response body is dropped: as long as the exchange holds
+    // an upstream connection.
+    let slot = match crate::audit::client_ip(state, peer, &parts.headers) {
+        Some(ip) => Some(
+            upstream
+                .per_ip
+                .acquire(ip)
+                .ok_or_else(|| AppError::rate_limited(1))?,
+        ),
+        None => None,
+    };
     inc(&state.metrics.proxied);
     let timeout = state.config.limits.upstream_timeout;
     // A request without a body (most API reads) takes the lean HTTP/1.1 path.
@@ -437,7 +451,7 @@ pub async fn proxy(
         // One clock read bounds the exchange and ages the pooled connections.
         let now = tokio::time::Instant::now();
         let exchange = upstream.http1.send(&parts.method, head, now.into_std());
-        return answer(now + timeout, exchange).await;
+        return answer(now + timeout, exchange, slot).await;
     }
     let uri = upstream_uri(upstream, &parts.uri)?;
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 8);
@@ -451,18 +465,20 @@ pub async fn proxy(
         .body(body)
         .map_err(|_| AppError::invalid_request("bad request"))?;
     let deadline = tokio::time::Instant::now() + timeout;
-    answer(deadline, upstream.client.request(out)).await
+    answer(deadline, upstream.client.request(out), slot).await
 }
 
 /// The upstream's answer, from either client, awaited until `deadline` (504 after it; 413
-/// if the request body went over its limit; 502 for any other failure), handed on with
-/// hop-by-hop fields and tessera's cookies removed.
+/// if the request body went over its limit, 408 if it stopped arriving; 502 for any other
+/// failure), handed on with hop-by-hop fields and tessera's cookies removed; its body
+/// holds the client's `slot` until it is dropped.
 async fn answer<B, E>(
     deadline: tokio::time::Instant,
     exchange: impl std::future::Future<Output = Result<Response<B>, E>>,
+    slot: Option<crate::per_ip::Slot>,
 ) -> Result<Response, AppError>
 where
-    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
     E: std::error::Error + 'static,
 {
@@ -472,6 +488,9 @@ where
             if is_length_limit(&e) {
                 return Err(AppError::payload_too_large());
             }
+            if crate::serve::is_body_timeout(&e) {
+                return Err(AppError::request_timeout());
+            }
             tracing::warn!(error = %e, "upstream request failed");
             return Err(AppError::bad_gateway());
         }
@@ -479,6 +498,7 @@ where
     };
     let (mut parts, body) = res.into_parts();
     clean_response_headers(&mut parts.headers);
+    let body = crate::per_ip::Held::new(body, slot);
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 

@@ -4,9 +4,16 @@
 //! * Per username: every *failure* takes a token from a bucket of
 //!   `per_username_per_minute`; each time the bucket runs dry the refill slows down
 //!   (growing back-off, up to 64×), and a success resets it.
-//! * No lockout denial of service: an IP that logged in successfully as a user recently
-//!   is not held back by that user's failure bucket, so an attacker hammering a username
-//!   does not lock its owner out of the devices they use.
+//! * No lockout denial of service, and no exemption an attacker can share: a login that
+//!   proves a *known device* — a device token ([`tessera_core::device`]) issued to this
+//!   user at an earlier successful login, sent as an HttpOnly cookie or by a mobile
+//!   client — is not held back by the user's failure bucket, so an attacker hammering a
+//!   username does not lock its owner out. Everyone else meets the per-user limit,
+//!   including an attacker on the owner's own network (NAT, office, carrier-grade NAT):
+//!   an IP address proves nothing. Each device has a failure bucket of its own, of the
+//!   same size, so a stolen device token buys no more guesses than the limit.
+//! * Across nodes the per-username failures also count in the store (see
+//!   `routes::check_password`): N nodes do not give an attacker N budgets.
 //!
 //! Memory is bounded: at most `MAX_ENTRIES` keys per table; idle, full buckets are
 //! dropped first.
@@ -17,15 +24,15 @@ use std::sync::Mutex;
 
 use tessera_core::UnixTime;
 
+use tessera_core::device::DeviceId;
+
 const MAX_ENTRIES: usize = 100_000;
-const MAX_GOOD_IPS: usize = 8;
 
 #[derive(Debug, Clone)]
 struct Bucket {
     tokens: f64,
     last: u64,
     strikes: u32,
-    good_ips: Vec<IpAddr>,
 }
 
 impl Bucket {
@@ -34,7 +41,16 @@ impl Bucket {
             tokens: capacity,
             last: now,
             strikes: 0,
-            good_ips: Vec::new(),
+        }
+    }
+
+    /// Takes one failure; a bucket that runs dry slows its refill.
+    fn fail(&mut self, capacity: f64, now: u64) {
+        self.refill(capacity, now);
+        self.tokens -= 1.0;
+        if self.tokens < 1.0 {
+            self.strikes = (self.strikes + 1).min(6);
+            self.tokens = self.tokens.max(0.0);
         }
     }
 
@@ -60,6 +76,7 @@ pub struct RateLimiter {
     per_ip: f64,
     users: Mutex<HashMap<String, Bucket>>,
     ips: Mutex<HashMap<IpAddr, Bucket>>,
+    devices: Mutex<HashMap<DeviceId, Bucket>>,
 }
 
 fn prune<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, Bucket>, capacity: f64, now: u64) {
@@ -68,7 +85,7 @@ fn prune<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, Bucket>, capacity
     }
     map.retain(|_, b| {
         b.refill(capacity, now);
-        b.tokens < capacity || !b.good_ips.is_empty()
+        b.tokens < capacity
     });
     if map.len() >= MAX_ENTRIES {
         // Still full of active buckets: drop the stalest half rather than grow.
@@ -88,10 +105,12 @@ impl RateLimiter {
             per_ip: f64::from(per_ip_per_minute.max(1)),
             users: Mutex::new(HashMap::new()),
             ips: Mutex::new(HashMap::new()),
+            devices: Mutex::new(HashMap::new()),
         }
     }
 
-    fn user_key(username: &str) -> String {
+    /// The key a username's failures are counted under (case-folded, bounded).
+    pub fn user_key(username: &str) -> String {
         username
             .chars()
             .take(128)
@@ -100,12 +119,16 @@ impl RateLimiter {
     }
 
     /// Before a password check: `Err(seconds to wait)` if this attempt must be refused.
+    /// `device` is the known device the attempt proved (a valid device token for this
+    /// username), if any; `Ok(true)` means it is trusted for this attempt, so the
+    /// per-user limits (here and cluster-wide) do not apply to it.
     pub fn before_attempt(
         &self,
         username: &str,
         ip: Option<IpAddr>,
+        device: Option<DeviceId>,
         now: UnixTime,
-    ) -> Result<(), u64> {
+    ) -> Result<bool, u64> {
         let now = now.0;
         if let Some(ip) = ip {
             let mut ips = self.ips.lock().map_err(|_| 1u64)?;
@@ -119,49 +142,65 @@ impl RateLimiter {
             }
             b.tokens -= 1.0;
         }
+        let trusted = match device {
+            Some(d) => {
+                let mut devices = self.devices.lock().map_err(|_| 1u64)?;
+                devices.get_mut(&d).is_none_or(|b| {
+                    b.refill(self.per_user, now);
+                    b.tokens >= 1.0
+                })
+            }
+            None => false,
+        };
+        if trusted {
+            return Ok(true);
+        }
         let mut users = self.users.lock().map_err(|_| 1u64)?;
         if let Some(b) = users.get_mut(&Self::user_key(username)) {
             b.refill(self.per_user, now);
-            let known_device = ip.is_some_and(|ip| b.good_ips.contains(&ip));
-            if b.tokens < 1.0 && !known_device {
+            if b.tokens < 1.0 {
                 return Err(b.wait(self.per_user));
             }
         }
-        Ok(())
+        Ok(false)
     }
 
-    /// After a failed password check.
-    pub fn failed(&self, username: &str, now: UnixTime) {
+    /// Seconds to wait when the cluster-wide count says the user's budget is spent.
+    pub fn cluster_wait(&self) -> u64 {
+        (60.0 / self.per_user).ceil().max(1.0) as u64
+    }
+
+    /// The per-username failures allowed per minute.
+    pub fn per_user_per_minute(&self) -> u32 {
+        self.per_user as u32
+    }
+
+    /// After a failed password check (from `device`, if the attempt proved one).
+    pub fn failed(&self, username: &str, device: Option<DeviceId>, now: UnixTime) {
         let now = now.0;
         if let Ok(mut users) = self.users.lock() {
             prune(&mut users, self.per_user, now);
-            let b = users
+            users
                 .entry(Self::user_key(username))
-                .or_insert_with(|| Bucket::full(self.per_user, now));
-            b.refill(self.per_user, now);
-            b.tokens -= 1.0;
-            if b.tokens < 1.0 {
-                b.strikes = (b.strikes + 1).min(6);
-                b.tokens = b.tokens.max(0.0);
-            }
+                .or_insert_with(|| Bucket::full(self.per_user, now))
+                .fail(self.per_user, now);
+        }
+        if let (Some(d), Ok(mut devices)) = (device, self.devices.lock()) {
+            prune(&mut devices, self.per_user, now);
+            devices
+                .entry(d)
+                .or_insert_with(|| Bucket::full(self.per_user, now))
+                .fail(self.per_user, now);
         }
     }
 
-    /// After a successful password check.
-    pub fn succeeded(&self, username: &str, ip: Option<IpAddr>, now: UnixTime) {
+    /// After a successful password check: the user's back-off starts over.
+    pub fn succeeded(&self, username: &str, now: UnixTime) {
         if let Ok(mut users) = self.users.lock() {
             let b = users
                 .entry(Self::user_key(username))
                 .or_insert_with(|| Bucket::full(self.per_user, now.0));
             b.strikes = 0;
-            if let Some(ip) = ip {
-                if !b.good_ips.contains(&ip) {
-                    if b.good_ips.len() >= MAX_GOOD_IPS {
-                        b.good_ips.remove(0);
-                    }
-                    b.good_ips.push(ip);
-                }
-            }
         }
     }
 }
@@ -174,42 +213,62 @@ mod tests {
         Some(IpAddr::from([10, 0, 0, n]))
     }
 
+    fn dev(n: u8) -> Option<DeviceId> {
+        Some(DeviceId([n; 16]))
+    }
+
     #[test]
     fn username_failures_throttle_with_growing_backoff() {
         let rl = RateLimiter::new(5, 1000);
         let t = UnixTime(1000);
         for _ in 0..5 {
-            assert!(rl.before_attempt("alice", ip(1), t).is_ok());
-            rl.failed("alice", t);
+            assert!(rl.before_attempt("alice", ip(1), None, t).is_ok());
+            rl.failed("alice", None, t);
         }
-        let wait1 = rl.before_attempt("Alice", ip(2), t).unwrap_err();
+        let wait1 = rl.before_attempt("Alice", ip(2), None, t).unwrap_err();
         assert!(wait1 >= 12, "one token per 12 s, slowed: {wait1}");
         // After waiting, one more failure empties it again and the wait grows.
         let t2 = t.plus(wait1);
-        assert!(rl.before_attempt("alice", ip(1), t2).is_ok());
-        rl.failed("alice", t2);
-        let wait2 = rl.before_attempt("alice", ip(1), t2).unwrap_err();
+        assert!(rl.before_attempt("alice", ip(1), None, t2).is_ok());
+        rl.failed("alice", None, t2);
+        let wait2 = rl.before_attempt("alice", ip(1), None, t2).unwrap_err();
         assert!(wait2 > wait1, "back-off grows: {wait1} then {wait2}");
         // Other usernames are unaffected.
-        assert!(rl.before_attempt("bob", ip(1), t2).is_ok());
+        assert!(rl.before_attempt("bob", ip(1), None, t2).is_ok());
     }
 
     #[test]
-    fn known_device_is_not_locked_out() {
+    fn the_owners_ip_is_no_exemption_a_known_device_is() {
         let rl = RateLimiter::new(5, 1000);
         let t = UnixTime(1000);
-        rl.succeeded("alice", ip(7), t);
+        // The owner logged in from 10.0.0.7 before; an attacker behind the same NAT.
+        rl.succeeded("alice", t);
         for _ in 0..10 {
-            rl.failed("alice", t);
+            rl.failed("alice", None, t);
         }
         assert!(
-            rl.before_attempt("alice", ip(9), t).is_err(),
-            "attacker's IP throttled"
+            rl.before_attempt("alice", ip(7), None, t).is_err(),
+            "the owner's IP without the device token is throttled"
         );
-        assert!(
-            rl.before_attempt("alice", ip(7), t).is_ok(),
-            "owner's device still admitted"
+        assert_eq!(
+            rl.before_attempt("alice", ip(7), dev(1), t),
+            Ok(true),
+            "the owner's known device is admitted"
         );
+    }
+
+    #[test]
+    fn a_device_that_keeps_failing_loses_its_trust() {
+        let rl = RateLimiter::new(5, 1000);
+        let t = UnixTime(1000);
+        for _ in 0..5 {
+            assert_eq!(rl.before_attempt("alice", ip(1), dev(2), t), Ok(true));
+            rl.failed("alice", dev(2), t);
+        }
+        // A stolen device token buys no more than the per-user limit.
+        assert!(rl.before_attempt("alice", ip(1), dev(2), t).is_err());
+        // Another known device of the owner still works.
+        assert_eq!(rl.before_attempt("alice", ip(1), dev(3), t), Ok(true));
     }
 
     #[test]
@@ -217,9 +276,15 @@ mod tests {
         let rl = RateLimiter::new(1000, 3);
         let t = UnixTime(1000);
         for i in 0..3 {
-            assert!(rl.before_attempt(&format!("user{i}"), ip(1), t).is_ok());
+            assert!(rl
+                .before_attempt(&format!("user{i}"), ip(1), None, t)
+                .is_ok());
         }
-        assert!(rl.before_attempt("user9", ip(1), t).is_err());
-        assert!(rl.before_attempt("user9", ip(2), t).is_ok());
+        assert!(rl.before_attempt("user9", ip(1), None, t).is_err());
+        assert!(rl.before_attempt("user9", ip(2), dev(1), t).is_ok());
+        assert!(
+            rl.before_attempt("user9", ip(1), dev(1), t).is_err(),
+            "a device does not lift the per-IP limit"
+        );
     }
 }

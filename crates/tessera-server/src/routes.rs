@@ -27,9 +27,13 @@ type AppResult<T> = Result<T, AppError>;
 
 /// Reads a bounded body; 413 beyond the limit.
 pub async fn read_body(body: Body, limit: usize) -> AppResult<Bytes> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| AppError::payload_too_large())
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if crate::serve::is_body_timeout(&e) {
+            AppError::request_timeout()
+        } else {
+            AppError::payload_too_large()
+        }
+    })
 }
 
 /// True if the request's content type is `essence` (parameters ignored).
@@ -79,11 +83,19 @@ pub enum PasswordCheck {
 
 /// Checks credentials on the hashing pool. Unknown users are checked against the dummy
 /// hash so both paths cost one Argon2id run; a hash with old parameters is upgraded.
+///
+/// Throttled first (`ratelimit`): per client IP, and per username unless `device_token`
+/// proves a known device of this user. The per-username failures are also counted in the
+/// store, so the budget is one for the whole cluster: at most
+/// `rate_limit.per_username_per_minute` failures in any 60 s across all nodes (plus the
+/// attempts already past this check when the budget runs out, at most the hashing pool's
+/// places per node).
 pub async fn check_password(
     state: &Arc<AppState>,
     username: &str,
     password: &str,
     ip: Option<std::net::IpAddr>,
+    device_token: Option<&str>,
 ) -> AppResult<PasswordCheck> {
     if username.is_empty() || username.len() > 128 || password.is_empty() {
         return Err(AppError::invalid_request(
@@ -94,17 +106,61 @@ pub async fn check_password(
         return Err(AppError::invalid_request("password too long"));
     }
     let now = state.clock.now();
-    if let Err(wait) = state.limiter.before_attempt(username, ip, now) {
-        inc(&state.metrics.login_rate_limited);
-        return Err(AppError::rate_limited(wait));
+    let device = known_device(state, username, device_token, now);
+    let trusted = match state.limiter.before_attempt(username, ip, device, now) {
+        Ok(trusted) => trusted,
+        Err(wait) => {
+            inc(&state.metrics.login_rate_limited);
+            return Err(AppError::rate_limited(wait));
+        }
+    };
+    let key = crate::ratelimit::RateLimiter::user_key(username);
+    if !trusted {
+        let failures = state
+            .store
+            .login_failures_since(&key, UnixTime(now.0.saturating_sub(59)))
+            .await
+            .map_err(|e| {
+                inc(&state.metrics.store_errors);
+                AppError::unavailable(e)
+            })?;
+        if failures >= state.limiter.per_user_per_minute() {
+            inc(&state.metrics.login_rate_limited);
+            return Err(AppError::rate_limited(state.limiter.cluster_wait()));
+        }
     }
     let result = check_password_unthrottled(state, username, password).await;
     match &result {
-        Ok(PasswordCheck::Ok(_)) => state.limiter.succeeded(username, ip, now),
-        Ok(PasswordCheck::Bad) => state.limiter.failed(username, now),
+        Ok(PasswordCheck::Ok(_)) => state.limiter.succeeded(username, now),
+        Ok(PasswordCheck::Bad) => {
+            state.limiter.failed(username, device, now);
+            if let Err(e) = state.store.record_login_failure(&key, now).await {
+                inc(&state.metrics.store_errors);
+                tracing::warn!(error = %e, "login failure not counted in the store");
+            }
+        }
         Err(_) => {}
     }
     result
+}
+
+/// The known device `token` proves for `username`, if it is one of ours and still valid.
+fn known_device(
+    state: &AppState,
+    username: &str,
+    token: Option<&str>,
+    now: UnixTime,
+) -> Option<tessera_core::device::DeviceId> {
+    let ttl = state.config.rate_limit.device_ttl.as_secs();
+    state.device_key.verify(username, token?, now, ttl)
+}
+
+/// A device token for `username` after a successful login: the same device id as the
+/// token presented (if it was valid for this user), else a new one.
+pub fn issue_device_token(state: &AppState, username: &str, presented: Option<&str>) -> String {
+    let now = state.clock.now();
+    let device = known_device(state, username, presented, now);
+    state.device_key.issue(username, device, now)
 }
 
 async fn check_password_unthrottled(
@@ -406,7 +462,18 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResul
     // Login CSRF: a foreign page must not log the victim into the attacker's account.
     auth::check_origin(&state, &parts.headers)?;
     let body: LoginRequest = json_body(&parts.headers, body).await?;
-    let user = match check_password(&state, &body.username, &body.password, origin.ip).await? {
+    let presented_device = cookies::read(&parts.headers)
+        .ok()
+        .and_then(|c| c.device.map(str::to_owned));
+    let user = match check_password(
+        &state,
+        &body.username,
+        &body.password,
+        origin.ip,
+        presented_device.as_deref(),
+    )
+    .await?
+    {
         PasswordCheck::Ok(user) => user,
         PasswordCheck::Bad => {
             inc(&state.metrics.login_failure);
@@ -423,7 +490,14 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResul
         }
     };
     let (session, grant) = start_session(&state, &user, "browser", None, &origin).await?;
-    Ok(browser_grant(&state, &user, &session, &grant))
+    let mut res = browser_grant(&state, &user, &session, &grant);
+    let device = issue_device_token(&state, &body.username, presented_device.as_deref());
+    cookies::append_device(
+        res.headers_mut(),
+        &device,
+        state.config.rate_limit.device_ttl.as_secs(),
+    );
+    Ok(res)
 }
 
 /// `GET /auth/session`.

@@ -38,6 +38,8 @@ pub struct AppState {
     pub csrf: CsrfKey,
     /// Refresh-token successor key.
     pub refresh_key: RefreshKey,
+    /// Issues and checks device tokens (the per-user login limit's known devices).
+    pub device_key: tessera_core::device::DeviceKey,
     /// Password hashing threads.
     pub hash_pool: HashPool,
     /// Hash of a random password with the current parameters (unknown-user path).
@@ -158,6 +160,7 @@ impl AppState {
         let state = Arc::new(AppState {
             csrf: CsrfKey::new(&master.derive("csrf-token")),
             refresh_key: RefreshKey::new(&master.derive("refresh-successor")),
+            device_key: tessera_core::device::DeviceKey::new(&master.derive("device-token")),
             public_origin,
             verifier,
             store,

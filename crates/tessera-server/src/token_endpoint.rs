@@ -100,19 +100,25 @@ async fn params(headers: &HeaderMap, body: axum::body::Body) -> AppResult<HashMa
     Ok(out)
 }
 
-fn token_response(state: &AppState, grant: &routes::Grant) -> Response {
+/// The RFC 6749 §5.1 answer; a password grant also carries `device_token`, the proof of
+/// this device to send (as `device_token`) with the next password grant, which lifts the
+/// per-username login limit for it (`ratelimit`).
+fn token_response(state: &AppState, grant: &routes::Grant, device: Option<&str>) -> Response {
     let token_type = if grant.claims.cnf.is_some() {
         "DPoP"
     } else {
         "Bearer"
     };
-    let mut res = Json(json!({
+    let mut body = json!({
         "access_token": grant.access_token,
         "token_type": token_type,
         "expires_in": state.access_ttl(),
         "refresh_token": grant.refresh_token,
-    }))
-    .into_response();
+    });
+    if let (Some(d), Some(obj)) = (device, body.as_object_mut()) {
+        obj.insert("device_token".into(), d.into());
+    }
+    let mut res = Json(body).into_response();
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -135,7 +141,8 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
             let (Some(username), Some(password)) = (p.get("username"), p.get("password")) else {
                 return Err(invalid_request("username and password are required"));
             };
-            let user = match check_password(&state, username, password, origin.ip)
+            let presented = p.get("device_token").map(String::as_str);
+            let user = match check_password(&state, username, password, origin.ip, presented)
                 .await
                 .map_err(oauth_shape)?
             {
@@ -158,7 +165,8 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
             let (_, grant) = routes::start_session(&state, &user, "api", binding, &origin)
                 .await
                 .map_err(oauth_shape)?;
-            Ok(token_response(&state, &grant))
+            let device = routes::issue_device_token(&state, username, presented);
+            Ok(token_response(&state, &grant, Some(&device)))
         }
         Some("refresh_token") => {
             let Some(token) = p.get("refresh_token") else {
@@ -189,7 +197,7 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
                 .await
                 .map_err(oauth_shape)?
             {
-                RefreshResult::Rotated(rotated) => Ok(token_response(&state, &rotated.2)),
+                RefreshResult::Rotated(rotated) => Ok(token_response(&state, &rotated.2, None)),
                 RefreshResult::Reused(_) => Err(oauth(
                     StatusCode::UNAUTHORIZED,
                     "refresh_token_reused",

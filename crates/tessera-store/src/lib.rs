@@ -170,4 +170,10 @@ pub trait Store: Send + Sync + 'static {
     async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
     /// The latest `limit` audit events, newest last.
     async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditEvent>>;
+
+    /// Counts one failed password check for `user_key` at `at` (and forgets failures
+    /// older than an hour, of every user).
+    async fn record_login_failure(&self, user_key: &str, at: UnixTime) -> Result<()>;
+    /// Failed password checks for `user_key` at or after `since`, on every node.
+    async fn login_failures_since(&self, user_key: &str, since: UnixTime) -> Result<u32>;
 }

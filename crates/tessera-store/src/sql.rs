@@ -193,6 +193,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "replay_ids",
         include_str!("../migrations/sqlite/0002_replay_ids.sql"),
     ),
+    (
+        3,
+        "login_failures",
+        include_str!("../migrations/sqlite/0003_login_failures.sql"),
+    ),
 ];
 const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -204,6 +209,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "replay_ids",
         include_str!("../migrations/postgres/0002_replay_ids.sql"),
+    ),
+    (
+        3,
+        "login_failures",
+        include_str!("../migrations/postgres/0003_login_failures.sql"),
     ),
 ];
 
@@ -827,6 +837,33 @@ macro_rules! impl_store {
                 let mut out: Vec<AuditEvent> = rows.iter().map(Self::audit_from).collect::<Result<_>>()?;
                 out.reverse();
                 Ok(out)
+            }
+
+            async fn record_login_failure(&self, user_key: &str, at: UnixTime) -> Result<()> {
+                sqlx::query("INSERT INTO login_failures (user_key, at) VALUES ($1, $2)")
+                    .bind(user_key)
+                    .bind(t(at))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                sqlx::query("DELETE FROM login_failures WHERE at < $1")
+                    .bind(t(at).saturating_sub(3600))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn login_failures_since(&self, user_key: &str, since: UnixTime) -> Result<u32> {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM login_failures WHERE user_key = $1 AND at >= $2",
+                )
+                .bind(user_key)
+                .bind(t(since))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(u32::try_from(n).unwrap_or(u32::MAX))
             }
         }
     };

@@ -64,6 +64,7 @@ macro_rules! all_store_tests {
             audit,
             replay_ids_once_across_handles,
             replay_ids_concurrent_claims,
+            login_failures,
         );
     };
 }
@@ -1330,5 +1331,34 @@ mod cases {
             }
             assert_eq!(wins, 1, "round {round}: {wins} claims of one id succeeded");
         }
+    }
+
+    pub async fn login_failures(cx: Ctx) {
+        let store = &*cx.store;
+        assert_eq!(store.login_failures_since("alice", at(0)).await.unwrap(), 0);
+        for secs in [10, 20, 30] {
+            store.record_login_failure("alice", at(secs)).await.unwrap();
+        }
+        store.record_login_failure("bob", at(25)).await.unwrap();
+        assert_eq!(store.login_failures_since("alice", at(0)).await.unwrap(), 3);
+        assert_eq!(
+            store.login_failures_since("alice", at(20)).await.unwrap(),
+            2,
+            "the window is inclusive"
+        );
+        assert_eq!(
+            store.login_failures_since("alice", at(31)).await.unwrap(),
+            0
+        );
+        assert_eq!(store.login_failures_since("bob", at(0)).await.unwrap(), 1);
+        assert_eq!(store.login_failures_since("carol", at(0)).await.unwrap(), 0);
+        // Another handle on the same database (another node) sees the same count.
+        let other = tessera_store::open(&cx.url).await.unwrap();
+        other.record_login_failure("alice", at(40)).await.unwrap();
+        assert_eq!(store.login_failures_since("alice", at(0)).await.unwrap(), 4);
+        // A failure an hour later forgets the old ones.
+        store.record_login_failure("alice", at(3700)).await.unwrap();
+        assert_eq!(store.login_failures_since("alice", at(0)).await.unwrap(), 1);
+        assert_eq!(store.login_failures_since("bob", at(0)).await.unwrap(), 0);
     }
 }

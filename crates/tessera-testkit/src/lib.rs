@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod jar;
+pub mod pg;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -45,8 +46,12 @@ pub mod cookie_names {
     pub const REFRESH: &str = "__Secure-tessera-refresh";
     /// The CSRF token.
     pub const CSRF: &str = "__Host-tessera-csrf";
+    /// The device token (outlives sessions; logout keeps it).
+    pub const DEVICE: &str = "__Secure-tessera-device";
+    /// Every tessera cookie of a session (what logout clears).
+    pub const SESSION: [&str; 5] = [CLAIMS, SIG, ACCESS, REFRESH, CSRF];
     /// Every tessera cookie.
-    pub const ALL: [&str; 5] = [CLAIMS, SIG, ACCESS, REFRESH, CSRF];
+    pub const ALL: [&str; 6] = [CLAIMS, SIG, ACCESS, REFRESH, CSRF, DEVICE];
 }
 
 /// How long a server may take to print its `listening on` line.

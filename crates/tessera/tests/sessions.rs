@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tessera_testkit::cookie_names::{ALL, CLAIMS, CSRF, REFRESH, SIG};
+use tessera_testkit::cookie_names::{CLAIMS, CSRF, DEVICE, REFRESH, SESSION, SIG};
 use tessera_testkit::{Client, Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
@@ -24,7 +24,12 @@ async fn logout_clears_every_cookie_and_revokes_at_once() {
     let res = c.post("/auth/logout").with_csrf().send().await;
     assert_eq!(res.status, 204, "{}", res.text());
     assert!(res.body.is_empty());
-    for name in ALL {
+    // The device cookie is about the device, not the session: logout keeps it.
+    assert!(
+        res.set_cookie(DEVICE).is_none(),
+        "logout touched the device cookie"
+    );
+    for name in SESSION {
         let sc = res
             .set_cookie(name)
             .unwrap_or_else(|| panic!("{name} not cleared"));
@@ -45,7 +50,11 @@ async fn logout_clears_every_cookie_and_revokes_at_once() {
     for name in [CLAIMS, SIG, CSRF] {
         assert_eq!(res.set_cookie(name).unwrap().path.as_deref(), Some("/"));
     }
-    assert!(c.jar.is_empty(), "left in the jar: {:?}", c.jar.names());
+    assert_eq!(
+        c.jar.names(),
+        [DEVICE],
+        "only the device cookie is left in the jar"
+    );
 
     // The cookies kept aside are dead at once: access, session and refresh.
     let mut old = kept.clone();
