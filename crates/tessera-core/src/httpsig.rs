@@ -309,27 +309,24 @@ fn check_time(params: &SignatureParams, now: UnixTime, window: u64) -> Result<()
     Ok(())
 }
 
-/// Everything, in order: [`parse`]; the secret for `keyid` from `secret_for` (an unknown
-/// key id costs the same HMAC and gives the same [`SigError::BadSignature`] as a wrong
-/// signature); [`verify`]; the body against `Content-Digest` whenever the body is
-/// non-empty or `content-digest` is covered; and last the (`keyid`, `nonce`) pair in
-/// `replay` until [`SignatureParams::replay_expires`].
+/// Everything that can be checked before the body is read, in order: [`parse`]; the
+/// secret for `keyid` from `secret_for` (an unknown key id costs the same HMAC and gives
+/// the same [`SigError::BadSignature`] as a wrong signature); [`verify`] (MAC, then time);
+/// and, whenever `req.has_body` or `content-digest` is covered, a `Content-Digest` field
+/// that [`check_content_digest`] could accept (well-formed, a supported algorithm).
 ///
-/// `body` is the request body as received (empty if none); a non-empty body makes
-/// `has_body` true whatever `req.has_body` says.
-pub fn verify_request<S: AsRef<[u8]>>(
+/// The signature base holds the `Content-Digest` *value*, not the body, so the MAC proves
+/// the client's secret before a byte of the body is read: a caller that reads the body
+/// only after this returns buffers bodies for holders of a client secret only. Then it
+/// records the nonce ([`SignatureParams::replay_key`]) and checks the body with
+/// [`VerifiedHead::check_body`]. Does not touch any replay cache.
+pub fn verify_head<S: AsRef<[u8]>>(
     req: &SignedRequest<'_>,
-    body: &[u8],
     secret_for: impl FnOnce(&str) -> Option<S>,
-    replay: &ReplayCache,
     now: UnixTime,
     window: u64,
-) -> Result<SignatureParams, SigError> {
-    let req = SignedRequest {
-        has_body: req.has_body || !body.is_empty(),
-        ..*req
-    };
-    let parsed = parse(&req)?;
+) -> Result<VerifiedHead, SigError> {
+    let parsed = parse(req)?;
     match secret_for(&parsed.params.keyid) {
         Some(secret) => verify(&parsed, secret.as_ref(), now, window)?,
         None => {
@@ -344,13 +341,73 @@ pub fn verify_request<S: AsRef<[u8]>>(
         .components
         .iter()
         .any(|c| c == "content-digest");
-    if covers_digest || req.has_body {
+    let digest = if covers_digest || req.has_body {
         let header = req.content_digest.ok_or(SigError::DigestMismatch)?;
-        if !check_content_digest(header, body) {
+        if !digest_is_usable(header) {
             return Err(SigError::DigestMismatch);
         }
+        Some(header.to_owned())
+    } else {
+        None
+    };
+    Ok(VerifiedHead {
+        params: parsed.params,
+        digest,
+    })
+}
+
+/// A request whose signature fields verified ([`verify_head`]); its body is still to be
+/// checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedHead {
+    /// The signature parameters.
+    pub params: SignatureParams,
+    /// The `Content-Digest` value the body must match, when the signature covers one or
+    /// the request said it has a body; `None`: the body must be empty.
+    digest: Option<String>,
+}
+
+impl VerifiedHead {
+    /// True if the request may carry a body: a `Content-Digest` was required and present.
+    /// Otherwise only an empty body passes [`check_body`](Self::check_body), so a caller
+    /// need not buffer anything.
+    pub fn body_allowed(&self) -> bool {
+        self.digest.is_some()
     }
-    let params = parsed.params;
+
+    /// The body against the checked `Content-Digest`; without one the body must be empty.
+    pub fn check_body(&self, body: &[u8]) -> Result<(), SigError> {
+        match &self.digest {
+            Some(header) if check_content_digest(header, body) => Ok(()),
+            Some(_) => Err(SigError::DigestMismatch),
+            // Not covered: a body would be content no signature vouches for.
+            None if body.is_empty() => Ok(()),
+            None => Err(SigError::MissingComponent("content-digest")),
+        }
+    }
+}
+
+/// Everything, in order: [`verify_head`]; the body against `Content-Digest`; and last the
+/// (`keyid`, `nonce`) pair in `replay` until [`SignatureParams::replay_expires`].
+///
+/// `body` is the request body as received (empty if none); a non-empty body makes
+/// `has_body` true whatever `req.has_body` says. For a request read from the network
+/// prefer [`verify_head`] before reading the body.
+pub fn verify_request<S: AsRef<[u8]>>(
+    req: &SignedRequest<'_>,
+    body: &[u8],
+    secret_for: impl FnOnce(&str) -> Option<S>,
+    replay: &ReplayCache,
+    now: UnixTime,
+    window: u64,
+) -> Result<SignatureParams, SigError> {
+    let req = SignedRequest {
+        has_body: req.has_body || !body.is_empty(),
+        ..*req
+    };
+    let head = verify_head(&req, secret_for, now, window)?;
+    head.check_body(body)?;
+    let params = head.params;
     replay
         .check_and_insert(params.replay_key(), params.replay_expires(window), now)
         .map_err(|e| match e {
@@ -425,7 +482,7 @@ pub fn content_digest(body: &[u8]) -> String {
 /// name at least one supported algorithm (`sha-256`, `sha-512`), and every supported
 /// member must match. Members with other algorithm names are ignored.
 pub fn check_content_digest(header: &str, body: &[u8]) -> bool {
-    if header.len() > MAX_HEADER_LEN {
+    if !digest_is_usable(header) {
         return false;
     }
     let Some(members) = parse_digest_dict(header) else {
@@ -444,6 +501,16 @@ pub fn check_content_digest(header: &str, body: &[u8]) -> bool {
         }
     }
     supported > 0
+}
+
+/// True if `header` is a `Content-Digest` value that [`check_content_digest`] could accept
+/// for some body: bounded, well-formed, naming at least one supported algorithm.
+fn digest_is_usable(header: &str) -> bool {
+    header.len() <= MAX_HEADER_LEN
+        && parse_digest_dict(header).is_some_and(|m| {
+            m.iter()
+                .any(|(alg, _)| matches!(*alg, "sha-256" | "sha-512"))
+        })
 }
 
 // ---- profile and signature base ------------------------------------------------------

@@ -15,7 +15,9 @@
 //! 80 MiB per million entries. Nothing grows beyond `capacity` entries.
 //!
 //! Scope: one cache is local to one process. In a cluster a value replayed against
-//! another node is not caught here; pair it with sticky routing or a shared store.
+//! another node is not caught here; the server pairs it with the store's shared record of
+//! one-time values (`Store::record_once` in tessera-store), asked only when this cache
+//! says "new".
 //!
 //! ```
 //! use tessera_core::replay::{ReplayCache, ReplayError};

@@ -978,3 +978,73 @@ fn defaults() {
     assert_eq!(DEFAULT_WINDOW, 300);
     assert_eq!(httpsig::ALG, "hmac-sha256");
 }
+
+/// `verify_head` decides everything but the body from the fields alone: a server calls it
+/// before reading the body, so only holders of a client secret get a body buffered.
+#[test]
+fn verify_head_checks_all_but_the_body() {
+    use tessera_core::httpsig::verify_head;
+    let s = signed("POST", URI, Some(BODY), "n-head", NOW.0);
+    let r = req("POST", URI, &s);
+    let head = verify_head(&r, lookup, NOW, DEFAULT_WINDOW).unwrap();
+    assert_eq!(head.params.keyid, "svc-1");
+    assert!(head.body_allowed());
+    // The body is checked later against the digest the signature covered.
+    assert_eq!(head.check_body(BODY), Ok(()));
+    assert_eq!(head.check_body(b"{}"), Err(SigError::DigestMismatch));
+    assert_eq!(head.check_body(b""), Err(SigError::DigestMismatch));
+
+    // Unknown key id and wrong secret: refused before any body, with the same error.
+    let none = |_: &str| None::<[u8; 32]>;
+    assert_eq!(
+        verify_head(&r, none, NOW, DEFAULT_WINDOW),
+        Err(SigError::BadSignature)
+    );
+    let wrong = |_: &str| Some([0x11u8; 32]);
+    assert_eq!(
+        verify_head(&r, wrong, NOW, DEFAULT_WINDOW),
+        Err(SigError::BadSignature)
+    );
+    // Outside the window.
+    assert_eq!(
+        verify_head(&r, lookup, NOW.plus(DEFAULT_WINDOW + 1), DEFAULT_WINDOW),
+        Err(SigError::Stale)
+    );
+    // A body announced but not covered by the signature.
+    let g = signed("POST", URI, None, "n-nocover", NOW.0);
+    let announced = SignedRequest {
+        has_body: true,
+        ..req("POST", URI, &g)
+    };
+    assert_eq!(
+        verify_head(&announced, lookup, NOW, DEFAULT_WINDOW),
+        Err(SigError::MissingComponent("content-digest"))
+    );
+    // Covered but the field is missing, or names no supported algorithm.
+    let missing = SignedRequest {
+        content_digest: None,
+        ..r
+    };
+    assert!(verify_head(&missing, lookup, NOW, DEFAULT_WINDOW).is_err());
+    let md5 = "md5=:AAAAAAAAAAAAAAAAAAAAAA==:".to_owned();
+    let (input, sig) = sign("POST", URI, Some(&md5), "svc-1", "n-md5", NOW.0, &SECRET).unwrap();
+    let weak = SignedRequest {
+        method: "POST",
+        target_uri: URI,
+        content_digest: Some(&md5),
+        has_body: true,
+        signature_input: &input,
+        signature: &sig,
+        ..Default::default()
+    };
+    assert_eq!(
+        verify_head(&weak, lookup, NOW, DEFAULT_WINDOW),
+        Err(SigError::DigestMismatch)
+    );
+
+    // No digest covered: only an empty body passes, so nothing needs buffering.
+    let head = verify_head(&req("POST", URI, &g), lookup, NOW, DEFAULT_WINDOW).unwrap();
+    assert!(!head.body_allowed());
+    assert_eq!(head.check_body(b""), Ok(()));
+    assert!(head.check_body(b"x").is_err());
+}

@@ -146,8 +146,9 @@ fn unbound(state: &AppState, claims: Arc<AccessClaims>) -> Result<Arc<AccessClai
 
 /// Verifies a DPoP-bound access token and the proof that must come with it: the proof's
 /// key must be the one the token is bound to (`cnf.jkt`), for this method and URL, carry
-/// the token's hash, and be fresh and unseen.
-pub fn verify_dpop(
+/// the token's hash, and be fresh and unseen (on any node, see
+/// [`crate::sync::claim_once`]).
+pub async fn verify_dpop(
     state: &AppState,
     method: &Method,
     path: &str,
@@ -159,8 +160,9 @@ pub fn verify_dpop(
         // An unbound token does not become bound by sending it as DPoP.
         return Err(refused(state, TokenError::BindingMismatch));
     };
-    let jkt =
-        crate::dpop::check_proof(state, headers, method, path, Some(token))?.ok_or_else(|| {
+    let jkt = crate::dpop::check_proof(state, headers, method, path, Some(token))
+        .await?
+        .ok_or_else(|| {
             AppError::unauthenticated().challenge("DPoP error=\"invalid_dpop_proof\"")
         })?;
     if jkt != bound {
@@ -191,20 +193,21 @@ pub fn verify_cookies(
 
 /// Authenticates a request for `method` (which may differ from the request's own method
 /// for forward-auth) on `path` (for DPoP's `htu`) and applies the CSRF rules to cookie
-/// credentials.
-pub fn authenticate(
+/// credentials. Async only for DPoP, whose proof's `jti` may be claimed in the store (the
+/// verify-time histogram then includes that round trip); other credentials never wait.
+pub async fn authenticate(
     state: &AppState,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
 ) -> Result<Identity, AppError> {
     let started = std::time::Instant::now();
-    let result = authenticate_inner(state, method, path, headers);
+    let result = authenticate_inner(state, method, path, headers).await;
     state.metrics.observe_verify(started.elapsed());
     result
 }
 
-fn authenticate_inner(
+async fn authenticate_inner(
     state: &AppState,
     method: &Method,
     path: &str,
@@ -222,7 +225,7 @@ fn authenticate_inner(
             .map_err(|_| AppError::invalid_request("malformed Authorization header"))?;
         let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("dpop") {
-            let claims = verify_dpop(state, method, path, token.trim(), headers)?;
+            let claims = verify_dpop(state, method, path, token.trim(), headers).await?;
             return Ok(Identity {
                 claims,
                 via: Via::Dpop,

@@ -78,6 +78,10 @@ pub struct DpopConfig {
     /// Most proof ids remembered at once; when full, new proofs are refused (fail
     /// closed). Default 1000000.
     pub replay_capacity: usize,
+    /// Also record each new proof's `jti` in the store, so a proof used on one node (or
+    /// process) is refused on every other sharing the database; a store that cannot be
+    /// reached then fails proof-bearing requests closed (503). Default true.
+    pub shared_replay: bool,
 }
 
 impl Default for DpopConfig {
@@ -86,6 +90,7 @@ impl Default for DpopConfig {
             max_age: Duration::from_secs(60),
             max_skew: Duration::from_secs(5),
             replay_capacity: 1_000_000,
+            shared_replay: true,
         }
     }
 }
@@ -99,6 +104,16 @@ pub struct SignatureConfig {
     pub window: Duration,
     /// Most nonces remembered at once (fail closed when full). Default 1000000.
     pub replay_capacity: usize,
+    /// Also record each new nonce in the store (see `dpop.shared_replay`). Default true.
+    pub shared_replay: bool,
+    /// Most bytes of signed-request bodies buffered at once across the node (a body is
+    /// read only after its signature verified, to check its digest); over it → 503.
+    /// Default 16 MiB; at least `limits.max_body_bytes`.
+    pub max_buffered_bytes: usize,
+    /// Time a client has to send a signed request's body once its signature verified;
+    /// then 408. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
 }
 
 impl Default for SignatureConfig {
@@ -106,6 +121,9 @@ impl Default for SignatureConfig {
         SignatureConfig {
             window: Duration::from_secs(300),
             replay_capacity: 1_000_000,
+            shared_replay: true,
+            max_buffered_bytes: 16 << 20,
+            body_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -679,6 +697,23 @@ impl Config {
             return Err(bad(
                 "dpop.replay_capacity",
                 "replay caches need room for at least one entry",
+            ));
+        }
+        let sig = &self.signatures;
+        if sig.max_buffered_bytes < self.limits.max_body_bytes
+            || u32::try_from(sig.max_buffered_bytes).is_err()
+        {
+            return Err(bad(
+                "signatures.max_buffered_bytes",
+                "must be at least limits.max_body_bytes and at most 4294967295",
+            ));
+        }
+        if sig.body_timeout < Duration::from_millis(100)
+            || sig.body_timeout > Duration::from_secs(600)
+        {
+            return Err(bad(
+                "signatures.body_timeout",
+                "must be between 100ms and 10m",
             ));
         }
         if self.rate_limit.per_username_per_minute == 0 || self.rate_limit.per_ip_per_minute == 0 {

@@ -3,7 +3,8 @@
 
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
-use tessera_core::dpop::{normalize_htu, verify_proof_once, DpopCheck};
+use tessera_core::dpop::{normalize_htu, verify_proof, DpopCheck};
+use tessera_store::ReplayKind;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -35,8 +36,10 @@ pub fn htu_for(state: &AppState, path: &str) -> Option<String> {
 }
 
 /// Verifies a proof for `method` on `path` (and `access_token`, whose hash it must carry),
-/// records its `jti`, and returns the key thumbprint.
-pub fn check_proof(
+/// claims its `jti` on this node and, with `dpop.shared_replay`, in the store for every
+/// node ([`crate::sync::claim_once`]), and returns the key thumbprint. A proof seen before
+/// anywhere is 401 `invalid_dpop_proof`; a store that cannot say is 503 `unavailable`.
+pub async fn check_proof(
     state: &AppState,
     headers: &HeaderMap,
     method: &Method,
@@ -57,19 +60,31 @@ pub fn check_proof(
         max_skew: state.config.dpop.max_skew.as_secs(),
         nonce: None,
     };
-    match verify_proof_once(proof, &check, &state.dpop_replay) {
-        Ok(p) => Ok(Some(p.jkt)),
+    let p = verify_proof(proof, &check).map_err(|e| {
+        tracing::debug!(reason = %e, "DPoP proof refused");
+        invalid_proof("DPoP proof refused")
+    })?;
+    let key = p.replay_key();
+    let expires = p.replay_expires(&check);
+    match crate::sync::claim_once(state, ReplayKind::Dpop, &key, expires).await {
+        Ok(()) => Ok(Some(p.jkt)),
+        Err(crate::sync::ClaimError::Unavailable(detail)) => Err(AppError::unavailable(detail)),
         Err(e) => {
-            tracing::debug!(reason = %e, "DPoP proof refused");
+            tracing::debug!(reason = ?e, "DPoP proof refused");
             Err(invalid_proof("DPoP proof refused"))
         }
     }
 }
 
 /// The key thumbprint a token request binds to, from its `DPoP` header, if any.
-pub fn token_request_binding(state: &AppState, parts: &Parts) -> Result<Option<String>, AppError> {
-    check_proof(state, &parts.headers, &parts.method, parts.uri.path(), None).map_err(|e| {
-        let code = e.code();
-        e.oauth(code)
-    })
+pub async fn token_request_binding(
+    state: &AppState,
+    parts: &Parts,
+) -> Result<Option<String>, AppError> {
+    check_proof(state, &parts.headers, &parts.method, parts.uri.path(), None)
+        .await
+        .map_err(|e| {
+            let code = e.code();
+            e.oauth(code)
+        })
 }

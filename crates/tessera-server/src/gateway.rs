@@ -735,7 +735,8 @@ async fn route_upstream(
     if !h.contains_key(header::AUTHORIZATION) && h.contains_key(&SIGNATURE_INPUT) {
         return signed_request(&state, upstream, req, peer).await;
     }
-    let identity = auth::authenticate(&state, req.method(), req.uri().path(), req.headers())?;
+    let identity =
+        auth::authenticate(&state, req.method(), req.uri().path(), req.headers()).await?;
     proxy(&state, upstream, req, Caller::User(&identity), peer).await
 }
 
@@ -758,10 +759,117 @@ fn signature_refused(why: impl std::fmt::Display) -> AppError {
     AppError::unauthenticated().challenge("Signature")
 }
 
-/// A request signed by a service client (RFC 9421, `hmac-sha256`): the body is read (within
-/// the body limit) to check its `Content-Digest`, the signature and time window are
-/// checked against the client's secret, the nonce must be new, and the request is
-/// forwarded with `X-Tessera-Client`.
+/// 503 `overloaded`: `signatures.max_buffered_bytes` of signed bodies are held already.
+fn bodies_overloaded() -> AppError {
+    AppError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "too many signed request bodies at once; try again shortly",
+    )
+    .retry_after(1)
+}
+
+/// 408 `request_timeout`: the body did not arrive within `signatures.body_timeout`.
+fn body_too_slow() -> AppError {
+    AppError::new(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request body took too long",
+    )
+}
+
+/// The `Content-Length` a request declares, if any; one that is not a number is 400.
+fn declared_length(h: &HeaderMap) -> Result<Option<u64>, AppError> {
+    match h.get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| AppError::invalid_request("malformed Content-Length")),
+    }
+}
+
+/// Why a body could not be read.
+#[derive(Debug, PartialEq, Eq)]
+enum BodyError {
+    /// More than the bytes allowed.
+    TooLarge,
+    /// The client went away or broke the framing.
+    Aborted,
+}
+
+/// Reads at most `most` bytes of `body` into one buffer that never holds more than
+/// `most` bytes of capacity (grown exactly, not doubled past it).
+async fn read_bounded(mut body: Body, most: usize) -> Result<axum::body::Bytes, BodyError> {
+    use http_body_util::BodyExt as _;
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyError::Aborted)?.into_data() else {
+            continue;
+        };
+        let needed = buf.len().saturating_add(data.len());
+        if needed > most {
+            return Err(BodyError::TooLarge);
+        }
+        if needed > buf.capacity() {
+            let grown = needed.max(buf.capacity().saturating_mul(2)).min(most);
+            buf.reserve_exact(grown - buf.len());
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(axum::body::Bytes::from(buf))
+}
+
+/// A buffered signed body that keeps its share of `signatures.max_buffered_bytes` until
+/// the upstream client has taken and dropped it.
+struct HeldBody {
+    data: Option<axum::body::Bytes>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.get_mut()
+                .data
+                .take()
+                .map(|d| Ok(http_body::Frame::data(d))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
+
+/// A request signed by a service client (RFC 9421, `hmac-sha256`).
+///
+/// Everything the headers can decide is decided before a byte of the body is read, so a
+/// caller without a client's secret never gets a body buffered: `Content-Length` within
+/// `limits.max_body_bytes` (413), the signature fields' shape and the covered components
+/// (401), a known key id and a MAC that verifies over the signature base — which holds
+/// the `Content-Digest` value, not the body — (401, unknown key ids answered like bad
+/// signatures), `created` within the window (401), a `Content-Digest` when a body is
+/// declared (401). Then the nonce is claimed, on this node and in the store for every
+/// node ([`crate::sync::claim_once`]; 401 if seen, 503 if the store cannot say): consumed
+/// now rather than after the body, so two racing copies of one signed request cannot both
+/// have their bodies read, and a body that then fails its digest has burnt a nonce only a
+/// holder of the signed headers could send. Only then is the body read: its bytes
+/// reserved from `signatures.max_buffered_bytes` (503 `overloaded` when they do not fit,
+/// no queue), within `signatures.body_timeout` (408), checked against the digest (401),
+/// and forwarded with `X-Tessera-Client`.
 async fn signed_request(
     state: &AppState,
     upstream: &Upstream,
@@ -770,8 +878,12 @@ async fn signed_request(
 ) -> Result<Response, AppError> {
     use tessera_core::httpsig;
     let (parts, body) = req.into_parts();
-    let body = crate::routes::read_body(body, state.config.limits.max_body_bytes).await?;
     let h = &parts.headers;
+    let limit = state.config.limits.max_body_bytes;
+    let declared = declared_length(h)?;
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(AppError::payload_too_large());
+    }
     let target_uri = format!(
         "{}{}",
         state.public_origin,
@@ -783,7 +895,7 @@ async fn signed_request(
         content_digest: one_header(h, "content-digest")?,
         content_type: one_header(h, "content-type")?,
         content_length: one_header(h, "content-length")?,
-        has_body: !body.is_empty(),
+        has_body: declared.is_some_and(|n| n > 0),
         signature_input: one_header(h, "signature-input")?.unwrap_or_default(),
         signature: one_header(h, "signature")?
             .ok_or_else(|| signature_refused("no Signature header"))?,
@@ -794,11 +906,9 @@ async fn signed_request(
         .keyid;
     let client = crate::clients::lookup(state, &keyid).await;
     let window = state.config.signatures.window.as_secs();
-    httpsig::verify_request(
+    let head = httpsig::verify_head(
         &signed,
-        &body,
         |_| client.as_ref().map(|c| c.secret.clone()),
-        &state.sig_replay,
         state.clock.now(),
         window,
     )
@@ -806,8 +916,70 @@ async fn signed_request(
     let Some(client) = client else {
         return Err(signature_refused("unknown key id"));
     };
+    let params = &head.params;
+    let claimed = crate::sync::claim_once(
+        state,
+        tessera_store::ReplayKind::Signature,
+        &params.replay_key(),
+        params.replay_expires(window),
+    )
+    .await;
+    match claimed {
+        Ok(()) => {}
+        Err(crate::sync::ClaimError::Unavailable(detail)) => {
+            return Err(AppError::unavailable(detail))
+        }
+        Err(e) => return Err(signature_refused(format!("nonce: {e:?}"))),
+    }
+    let timeout = state.config.signatures.body_timeout;
+    let body = if body.is_end_stream() {
+        head.check_body(b"").map_err(signature_refused)?;
+        Body::empty()
+    } else if !head.body_allowed() {
+        // No digest covered: only an empty body (e.g. an empty chunked one) may follow, and
+        // a single byte of it is refused, so nothing is buffered.
+        match tokio::time::timeout(timeout, read_bounded(body, 0)).await {
+            Err(_) => return Err(body_too_slow()),
+            Ok(Err(BodyError::TooLarge)) => {
+                return Err(signature_refused("a body the signature does not cover"))
+            }
+            Ok(Err(BodyError::Aborted)) => {
+                return Err(AppError::invalid_request("request body could not be read"))
+            }
+            Ok(Ok(_)) => Body::empty(),
+        }
+    } else {
+        // `declared` is within `limit`, and `limit` within the semaphore's size and u32
+        // (config validation), so the reservation can succeed once the node has room.
+        let most = declared.map_or(limit, |n| usize::try_from(n).unwrap_or(limit));
+        let permit = u32::try_from(most)
+            .ok()
+            .and_then(|n| {
+                Arc::clone(&state.sig_body_bytes)
+                    .try_acquire_many_owned(n)
+                    .ok()
+            })
+            .ok_or_else(bodies_overloaded)?;
+        let bytes = match tokio::time::timeout(timeout, read_bounded(body, most)).await {
+            Err(_) => return Err(body_too_slow()),
+            Ok(Err(BodyError::TooLarge)) => return Err(AppError::payload_too_large()),
+            Ok(Err(BodyError::Aborted)) => {
+                return Err(AppError::invalid_request("request body could not be read"))
+            }
+            Ok(Ok(b)) => b,
+        };
+        head.check_body(&bytes).map_err(signature_refused)?;
+        if bytes.is_empty() {
+            Body::empty()
+        } else {
+            Body::new(HeldBody {
+                data: Some(bytes),
+                _permit: permit,
+            })
+        }
+    };
     inc(&state.metrics.verify_ok);
-    let req = Request::from_parts(parts, Body::from(body));
+    let req = Request::from_parts(parts, body);
     proxy(state, upstream, req, Caller::Client(&client.name), peer).await
 }
 
@@ -1076,5 +1248,422 @@ mod tests {
         for m in [Method::GET, Method::POST, Method::OPTIONS, Method::DELETE] {
             assert!(refused_method(&m).is_none(), "{m}");
         }
+    }
+}
+
+/// The pre-body checks of [`signed_request`], in process: every refusal that the headers
+/// can decide is made without the body being polled once.
+#[cfg(test)]
+mod signed_body_tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::state::StateParts;
+    use tessera_core::httpsig;
+
+    const ORIGIN: &str = "https://gw.test";
+
+    /// A request body that records whether it was ever polled; it yields `chunks` of
+    /// `size` bytes each and then, if `stall`, never ends.
+    struct Probe {
+        polled: Arc<AtomicBool>,
+        chunks: usize,
+        size: usize,
+        stall: bool,
+    }
+
+    impl http_body::Body for Probe {
+        type Data = axum::body::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            let me = self.get_mut();
+            me.polled.store(true, Ordering::SeqCst);
+            if me.chunks > 0 {
+                me.chunks -= 1;
+                let data = axum::body::Bytes::from(vec![b'x'; me.size]);
+                return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+            }
+            if me.stall {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(None)
+            }
+        }
+        fn is_end_stream(&self) -> bool {
+            false
+        }
+    }
+
+    struct Fixture {
+        state: Arc<AppState>,
+        keyid: String,
+        secret: Vec<u8>,
+        upstream_hits: Arc<AtomicUsize>,
+        db: std::path::PathBuf,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            for ext in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{ext}", self.db.display()));
+            }
+        }
+    }
+
+    async fn fixture(edit: impl FnOnce(&mut Config)) -> Fixture {
+        // An upstream that answers 200 with the number of body bytes it got.
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&hits);
+        let api = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+            let counted = Arc::clone(&counted);
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                body.len().to_string()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api_addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, api).await });
+
+        let mut config = Config::default();
+        config.passwords.m_cost = 8192;
+        config.passwords.t_cost = 1;
+        config.passwords.workers = 1;
+        config.limits.max_body_bytes = 4096;
+        config.signatures.max_buffered_bytes = 8192;
+        config.signatures.body_timeout = Duration::from_millis(300);
+        edit(&mut config);
+        let hex: String = tessera_core::random_bytes::<8>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let db = std::env::temp_dir().join(format!("tessera-gw-{hex}.db"));
+        let store = tessera_store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let master = tessera_core::MasterKey::from_bytes([9; 32]);
+        let now = tessera_core::Clock::now(&tessera_core::SystemClock);
+        let (stored, secret) = crate::clients::add(store.as_ref(), &master, "svc", now)
+            .await
+            .unwrap();
+        let state = AppState::build(StateParts {
+            config,
+            public_origin: ORIGIN.to_owned(),
+            store,
+            master,
+            clock: Arc::new(tessera_core::SystemClock),
+            upstream: Some(format!("http://{api_addr}")),
+            demo_assets: false,
+            tls: true,
+        })
+        .await
+        .unwrap();
+        Fixture {
+            state,
+            keyid: stored.key_id,
+            secret: tessera_core::b64::decode(&secret).unwrap(),
+            upstream_hits: hits,
+            db,
+        }
+    }
+
+    impl Fixture {
+        /// A POST to `/api/x` signed with `secret` under `keyid`, covering `digest`.
+        fn request(
+            &self,
+            keyid: &str,
+            secret: &[u8],
+            digest: Option<&str>,
+            created: u64,
+            content_length: Option<usize>,
+            body: Body,
+        ) -> Request {
+            let nonce = tessera_core::b64::encode(tessera_core::random_bytes::<12>());
+            let (input, sig) = httpsig::sign(
+                "POST",
+                &format!("{ORIGIN}/api/x"),
+                digest,
+                keyid,
+                &nonce,
+                created,
+                secret,
+            )
+            .unwrap();
+            let mut b = axum::http::Request::builder()
+                .method("POST")
+                .uri("/api/x")
+                .header("signature-input", input)
+                .header("signature", sig);
+            if let Some(d) = digest {
+                b = b.header("content-digest", d);
+            }
+            if let Some(n) = content_length {
+                b = b.header("content-length", n);
+            }
+            b.body(body).unwrap()
+        }
+
+        fn now(&self) -> u64 {
+            self.state.clock.now().0
+        }
+
+        async fn send(&self, req: Request) -> (u16, serde_json::Value, HeaderMap) {
+            let res = match gateway(Arc::clone(&self.state), req, None).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            };
+            let status = res.status().as_u16();
+            let headers = res.headers().clone();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+            (status, json, headers)
+        }
+    }
+
+    fn probe(chunks: usize, size: usize, stall: bool) -> (Body, Arc<AtomicBool>) {
+        let polled = Arc::new(AtomicBool::new(false));
+        let body = Body::new(Probe {
+            polled: Arc::clone(&polled),
+            chunks,
+            size,
+            stall,
+        });
+        (body, polled)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refusals_decided_by_the_headers_never_read_the_body() {
+        let f = fixture(|_| {}).await;
+        let digest = httpsig::content_digest(&[b'x'; 1000]);
+        let now = f.now();
+        let wrong = [0x33u8; 32];
+        let cases: Vec<(&str, Request, u16, &str)> = vec![
+            (
+                "unknown key id",
+                f.request(
+                    "nobody",
+                    &wrong,
+                    Some(&digest),
+                    now,
+                    Some(1000),
+                    probe(1, 1000, false).0,
+                ),
+                401,
+                "unauthenticated",
+            ),
+            (
+                "known key id, wrong secret",
+                f.request(
+                    &f.keyid,
+                    &wrong,
+                    Some(&digest),
+                    now,
+                    Some(1000),
+                    probe(1, 1000, false).0,
+                ),
+                401,
+                "unauthenticated",
+            ),
+            (
+                "created outside the window",
+                f.request(
+                    &f.keyid,
+                    &f.secret,
+                    Some(&digest),
+                    now - 600,
+                    Some(1000),
+                    probe(1, 1000, false).0,
+                ),
+                401,
+                "unauthenticated",
+            ),
+            (
+                "a declared body the signature does not cover",
+                f.request(
+                    &f.keyid,
+                    &f.secret,
+                    None,
+                    now,
+                    Some(1000),
+                    probe(1, 1000, false).0,
+                ),
+                401,
+                "unauthenticated",
+            ),
+            (
+                "Content-Length over limits.max_body_bytes",
+                f.request(
+                    &f.keyid,
+                    &f.secret,
+                    Some(&digest),
+                    now,
+                    Some(4097),
+                    probe(1, 1000, false).0,
+                ),
+                413,
+                "payload_too_large",
+            ),
+        ];
+        for (what, req, status, code) in cases {
+            // Swap in a body whose polling we can see (the builder took the first one).
+            let (parts, _) = req.into_parts();
+            let (body, polled) = probe(1, 1000, false);
+            let (got, json, _) = f.send(Request::from_parts(parts, body)).await;
+            assert_eq!(
+                (got, json["error"].as_str()),
+                (status, Some(code)),
+                "{what}: {json}"
+            );
+            assert!(!polled.load(Ordering::SeqCst), "{what}: the body was read");
+        }
+        // A malformed Signature-Input.
+        let (body, polled) = probe(1, 1000, false);
+        let req = axum::http::Request::builder()
+            .method("POST")
+            .uri("/api/x")
+            .header("signature-input", "sig1=(")
+            .header("signature", "sig1=:AAAA:")
+            .header("content-length", 1000)
+            .body(body)
+            .unwrap();
+        let (got, _, _) = f.send(req).await;
+        assert_eq!(got, 401);
+        assert!(
+            !polled.load(Ordering::SeqCst),
+            "malformed fields: the body was read"
+        );
+
+        // A replayed nonce: the first use goes through, the copy is refused unread.
+        let body = vec![b'x'; 1000];
+        let req = f.request(
+            &f.keyid,
+            &f.secret,
+            Some(&digest),
+            now,
+            Some(1000),
+            Body::from(body),
+        );
+        let (parts, first_body) = req.into_parts();
+        let copy = Request::from_parts(parts.clone(), probe(1, 1000, false).0);
+        let (got, _, _) = f.send(Request::from_parts(parts, first_body)).await;
+        assert_eq!(got, 200);
+        let (copy_parts, _) = copy.into_parts();
+        let (body, polled) = probe(1, 1000, false);
+        let (got, json, _) = f.send(Request::from_parts(copy_parts, body)).await;
+        assert_eq!(
+            (got, json["error"].as_str()),
+            (401, Some("unauthenticated"))
+        );
+        assert!(!polled.load(Ordering::SeqCst), "replay: the body was read");
+        assert_eq!(f.upstream_hits.load(Ordering::SeqCst), 1);
+        // Every reservation was given back.
+        assert_eq!(f.state.sig_body_bytes.available_permits(), 8192);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buffered_bytes_are_capped_and_slow_bodies_time_out() {
+        let f = fixture(|_| {}).await;
+        let now = f.now();
+        let digest = httpsig::content_digest(&[b'x'; 4096]);
+        // Two stalled bodies of 4096 declared bytes hold the node's 8192 bytes...
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (body, _) = probe(1, 100, true);
+            let req = f.request(&f.keyid, &f.secret, Some(&digest), now, Some(4096), body);
+            let state = Arc::clone(&f.state);
+            held.push(tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let res = match gateway(state, req, None).await {
+                    Ok(r) => r,
+                    Err(e) => e.into_response(),
+                };
+                (res.status().as_u16(), started.elapsed())
+            }));
+        }
+        let waited = std::time::Instant::now();
+        while f.state.sig_body_bytes.available_permits() > 0 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(2),
+                "bodies never reserved"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // ...so a third verified request is refused at once, its body unread.
+        let (body, polled) = probe(1, 10, false);
+        let req = f.request(&f.keyid, &f.secret, Some(&digest), now, Some(10), body);
+        let (got, json, headers) = f.send(req).await;
+        assert_eq!(
+            (got, json["error"].as_str()),
+            (503, Some("overloaded")),
+            "{json}"
+        );
+        assert!(headers.contains_key(header::RETRY_AFTER));
+        assert!(!polled.load(Ordering::SeqCst));
+        // The stalled ones end with 408 after signatures.body_timeout (300 ms).
+        for h in held {
+            let (status, took) = h.await.unwrap();
+            assert_eq!(status, 408);
+            assert!(
+                took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+                "{took:?}"
+            );
+        }
+        assert_eq!(f.state.sig_body_bytes.available_permits(), 8192);
+        // With room again, a whole body of unknown length (no Content-Length) goes
+        // through: it reserves limits.max_body_bytes while it is read.
+        let body = vec![b'x'; 3000];
+        let digest = httpsig::content_digest(&body);
+        let (b, _) = probe(3, 1000, false);
+        let req = f.request(&f.keyid, &f.secret, Some(&digest), now, None, b);
+        let (got, json, _) = f.send(req).await;
+        assert_eq!(got, 200, "{json}");
+        assert_eq!(json, serde_json::json!(3000));
+        // Over the limit without a Content-Length: 413 once the limit is passed.
+        let (b, _) = probe(5, 1000, false);
+        let req = f.request(&f.keyid, &f.secret, Some(&digest), now, None, b);
+        let (got, json, _) = f.send(req).await;
+        assert_eq!(
+            (got, json["error"].as_str()),
+            (413, Some("payload_too_large"))
+        );
+        assert_eq!(f.state.sig_body_bytes.available_permits(), 8192);
+    }
+
+    /// The buffer cap must hold one whole body, fit the semaphore's u32 reservations, and
+    /// the body deadline be sane.
+    #[test]
+    fn signature_limits_are_validated() {
+        let key = |edit: fn(&mut Config)| {
+            let mut c = Config::default();
+            edit(&mut c);
+            c.validate().err().map(|e| e.key)
+        };
+        assert_eq!(key(|_| {}), None);
+        assert_eq!(
+            key(|c| c.signatures.max_buffered_bytes = c.limits.max_body_bytes - 1),
+            Some("signatures.max_buffered_bytes".to_owned())
+        );
+        assert_eq!(
+            key(|c| c.signatures.max_buffered_bytes = 1 << 33),
+            Some("signatures.max_buffered_bytes".to_owned())
+        );
+        assert_eq!(
+            key(|c| c.signatures.max_buffered_bytes = c.limits.max_body_bytes),
+            None
+        );
+        assert_eq!(
+            key(|c| c.signatures.body_timeout = Duration::from_millis(99)),
+            Some("signatures.body_timeout".to_owned())
+        );
+        assert_eq!(
+            key(|c| c.signatures.body_timeout = Duration::from_secs(601)),
+            Some("signatures.body_timeout".to_owned())
+        );
     }
 }

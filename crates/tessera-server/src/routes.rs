@@ -504,7 +504,7 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResul
 /// `GET /auth/session`.
 pub async fn session(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let Identity { claims, .. } =
-        auth::authenticate(&state, req.method(), req.uri().path(), req.headers())?;
+        auth::authenticate(&state, req.method(), req.uri().path(), req.headers()).await?;
     let sid = claims.session_id().ok_or_else(AppError::unauthenticated)?;
     let expires_at = match state.store.session(sid).await {
         Ok(Some(s)) => Some(s.expires_at.0),
@@ -637,7 +637,8 @@ pub async fn revoke_user(state: &AppState, user: UserId) -> Result<usize, AppErr
 /// `POST /auth/logout-all`: ends every session of the caller.
 pub async fn logout_all(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let origin = audit::origin(&state, peer(&req), req.headers());
-    let identity = auth::authenticate(&state, req.method(), req.uri().path(), req.headers())?;
+    let identity =
+        auth::authenticate(&state, req.method(), req.uri().path(), req.headers()).await?;
     let user = identity
         .claims
         .user_id()
@@ -674,7 +675,7 @@ pub async fn verify(State(state): State<Arc<AppState>>, req: Request) -> AppResu
     let path = forwarded_path(&state, &req);
     // DPoP's `htm` is the original method when it is known, else this request's.
     let method = forwarded.clone().unwrap_or_else(|| req.method().clone());
-    let identity = auth::authenticate(&state, &method, &path, headers)?;
+    let identity = auth::authenticate(&state, &method, &path, headers).await?;
     if forwarded.is_none() && identity.via == auth::Via::Cookie && !auth::is_unsafe(&method) {
         // authenticate() skipped the CSRF rules for a safe method; the original one is
         // unknown, so they apply as for an unsafe one.

@@ -66,6 +66,9 @@ pub struct AppState {
     pub revocation_cursor: std::sync::atomic::AtomicI64,
     /// Set while the store is failing.
     pub degraded: std::sync::atomic::AtomicBool,
+    /// Bytes of signed-request bodies that may be buffered at once
+    /// (`signatures.max_buffered_bytes`); one permit per byte.
+    pub sig_body_bytes: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -182,6 +185,9 @@ impl AppState {
             metrics: Metrics::default(),
             revocation_cursor: std::sync::atomic::AtomicI64::new(0),
             degraded: std::sync::atomic::AtomicBool::new(false),
+            sig_body_bytes: Arc::new(tokio::sync::Semaphore::new(
+                config.signatures.max_buffered_bytes,
+            )),
             config,
         });
         crate::sync::pull_revocations(&state).await?;

@@ -1,11 +1,13 @@
 //! Keeping a node's memory in step with the store: the revocation feed into the
-//! denylist, and keys into the key ring.
+//! denylist, keys into the key ring, and one-time values (DPoP `jti`s, signature nonces)
+//! claimed once across every node.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_store::{RevocationTarget, StoreError};
+use tessera_core::UnixTime;
+use tessera_store::{ReplayKind, RevocationTarget, StoreError};
 
 use crate::keys;
 use crate::state::{key_schedule, AppState};
@@ -42,6 +44,84 @@ pub fn release_free_memory() {
 /// See the glibc version: other allocators are left alone.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_free_memory() {}
+
+/// How long a request waits for the store to record a one-time value before it is
+/// refused with 503 (fail closed).
+pub const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why a one-time value was refused by [`claim_once`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Seen before, on this node or (from the store) on another one.
+    Replayed,
+    /// This node's replay cache is full of live entries (fail closed).
+    Full,
+    /// The store could not say whether another node saw it (fail closed): the detail.
+    Unavailable(String),
+}
+
+/// Claims a one-time value (`key`, live until `expires`, inclusive): first in this node's
+/// memory cache, which answers a same-node replay at no further cost; then, when
+/// `shared_replay` is on for `kind`, in the store with one atomic insert-if-absent, so a
+/// value used on any node sharing the database is refused here (RFC 9449 §11.1, RFC 9421
+/// §7.2.2). The store sees only values this node has not seen, and only after the proof
+/// or signature verified, so forged requests cannot make it write.
+///
+/// A store that fails or takes longer than [`CLAIM_WAIT`] refuses the value: a replay
+/// cannot be ruled out. The value stays in the memory cache either way; the client makes
+/// a new proof or signature for its retry, as it must for any request.
+pub async fn claim_once(
+    state: &AppState,
+    kind: ReplayKind,
+    key: &str,
+    expires: UnixTime,
+) -> Result<(), ClaimError> {
+    let now = state.clock.now();
+    let (cache, shared) = match kind {
+        ReplayKind::Dpop => (&state.dpop_replay, state.config.dpop.shared_replay),
+        ReplayKind::Signature => (&state.sig_replay, state.config.signatures.shared_replay),
+    };
+    cache
+        .check_and_insert(key, expires, now)
+        .map_err(|e| match e {
+            tessera_core::replay::ReplayError::Replayed => ClaimError::Replayed,
+            _ => ClaimError::Full,
+        })?;
+    if !shared {
+        return Ok(());
+    }
+    let mut id = [0u8; 32];
+    id.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref());
+    let recorded =
+        tokio::time::timeout(CLAIM_WAIT, state.store.record_once(kind, &id, expires, now)).await;
+    match recorded {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(ClaimError::Replayed),
+        Ok(Err(e)) => {
+            crate::metrics::inc(&state.metrics.store_errors);
+            Err(ClaimError::Unavailable(e.to_string()))
+        }
+        Err(_) => {
+            crate::metrics::inc(&state.metrics.store_errors);
+            Err(ClaimError::Unavailable(format!(
+                "recording a one-time value took over {CLAIM_WAIT:?}"
+            )))
+        }
+    }
+}
+
+/// Drops expired one-time values: from both memory caches (releasing their memory after
+/// a burst) and, when either kind is shared, from the store.
+async fn purge_one_time_values(state: &AppState) {
+    let now = state.clock.now();
+    state.dpop_replay.purge(now);
+    state.sig_replay.purge(now);
+    if state.config.dpop.shared_replay || state.config.signatures.shared_replay {
+        if let Err(e) = state.store.purge_replay_ids(now).await {
+            tracing::debug!(error = %e, "purging one-time values failed");
+        }
+    }
+}
 
 /// Applies every new revocation-feed entry to the denylist.
 pub async fn pull_revocations(state: &AppState) -> Result<usize, StoreError> {
@@ -210,6 +290,7 @@ pub fn spawn(state: Arc<AppState>) {
             n += 1;
             if n.is_multiple_of(60) {
                 s.denylist.purge(s.clock.now());
+                purge_one_time_values(&s).await;
             }
         }
     });

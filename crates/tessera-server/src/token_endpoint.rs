@@ -134,7 +134,7 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
         &parts.headers,
     );
     let p = params(&parts.headers, body).await?;
-    let binding = crate::dpop::token_request_binding(&state, &parts)?;
+    let binding = crate::dpop::token_request_binding(&state, &parts).await?;
     match p.get("grant_type").map(String::as_str) {
         None => Err(invalid_request("grant_type is required")),
         Some("password") => {

@@ -4,8 +4,9 @@
 //!
 //! Two implementations share one body of SQL ([`sql`]): embedded SQLite (the default,
 //! one node) and PostgreSQL (several nodes). The server only sees `Arc<dyn Store>`.
-//! Nothing here is on the per-request path: requests are verified in memory, the store is
-//! touched by login, refresh, logout and administration.
+//! Nothing here is on the per-token path: tokens are verified in memory, the store is
+//! touched by login, refresh, logout and administration — and by [`Store::record_once`]
+//! once per new DPoP proof or signed request, so that a replay on another node is seen.
 
 mod model;
 mod sql;
@@ -36,6 +37,25 @@ pub enum StoreError {
 
 /// The result type of store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What a one-time value recorded by [`Store::record_once`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplayKind {
+    /// A DPoP proof's `jti` (RFC 9449 §11.1).
+    Dpop,
+    /// A request signature's `nonce` (RFC 9421 §7.2.2).
+    Signature,
+}
+
+impl ReplayKind {
+    /// The `kind` column's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplayKind::Dpop => "dpop",
+            ReplayKind::Signature => "sig",
+        }
+    }
+}
 
 /// A change another node made that this node should pick up at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +130,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Revocation>>;
     /// Deletes sessions, refresh tokens and revocations that can no longer matter.
     async fn purge_expired(&self, now: UnixTime) -> Result<u64>;
+
+    /// Records a one-time value of `kind` (`id`: the SHA-256 of its replay key) as used
+    /// until `expires_at` (inclusive), atomically across every node sharing the store.
+    /// `Ok(true)`: first use, now recorded. `Ok(false)`: the id is recorded and still
+    /// live at `now` — a replay. A row whose `expires_at` is before `now` counts as absent.
+    async fn record_once(
+        &self,
+        kind: ReplayKind,
+        id: &[u8; 32],
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool>;
+    /// Deletes one-time values that expired before `now`; returns how many.
+    async fn purge_replay_ids(&self, now: UnixTime) -> Result<u64>;
 
     /// Every stored signing key (sealed).
     async fn list_keys(&self) -> Result<Vec<StoredKey>>;

@@ -62,6 +62,8 @@ macro_rules! all_store_tests {
             keys,
             clients,
             audit,
+            replay_ids_once_across_handles,
+            replay_ids_concurrent_claims,
             login_failures,
         );
     };
@@ -243,8 +245,8 @@ mod cases {
 
     use tessera_core::{refresh, SessionId, UnixTime, UserId};
     use tessera_store::{
-        AuditEvent, Revocation, RevocationTarget, RotateOutcome, Rotation, Session, Store,
-        StoreError, StoredClient, StoredKey, User,
+        AuditEvent, ReplayKind, Revocation, RevocationTarget, RotateOutcome, Rotation, Session,
+        Store, StoreError, StoredClient, StoredKey, User,
     };
 
     use super::Ctx;
@@ -1231,6 +1233,104 @@ mod cases {
         );
         assert_eq!(store.recent_audit(10).await.unwrap(), [e1, e2, e3]);
         assert!(store.recent_audit(0).await.unwrap().is_empty());
+    }
+
+    fn rid(s: &str) -> [u8; 32] {
+        refresh::hash(s)
+    }
+
+    /// `record_once`: the first use of an id wins, everywhere the store is shared (a
+    /// second handle on the same database stands for a second node); a live id is a
+    /// replay until its expiry second has passed; kinds do not collide; purging removes
+    /// exactly the expired rows.
+    pub async fn replay_ids_once_across_handles(cx: Ctx) {
+        let a = &*cx.store;
+        let other = tessera_store::open(&cx.url).await.unwrap();
+        let b = &*other;
+        let (dpop, sig) = (ReplayKind::Dpop, ReplayKind::Signature);
+        assert!(a
+            .record_once(dpop, &rid("j1"), at(60), at(0))
+            .await
+            .unwrap());
+        // The same id through the other handle, and again through the first: replays.
+        assert!(!b
+            .record_once(dpop, &rid("j1"), at(60), at(1))
+            .await
+            .unwrap());
+        assert!(!a
+            .record_once(dpop, &rid("j1"), at(120), at(2))
+            .await
+            .unwrap());
+        // Live through its expiry second, whatever the new expiry asked for.
+        assert!(!b
+            .record_once(dpop, &rid("j1"), at(500), at(60))
+            .await
+            .unwrap());
+        // The other kind is another namespace; another id is new.
+        assert!(b
+            .record_once(sig, &rid("j1"), at(300), at(2))
+            .await
+            .unwrap());
+        assert!(b
+            .record_once(dpop, &rid("j2"), at(10), at(2))
+            .await
+            .unwrap());
+        // After its expiry a row counts as absent even before it is purged, and the new
+        // use is recorded with its own expiry.
+        assert!(a
+            .record_once(dpop, &rid("j1"), at(200), at(61))
+            .await
+            .unwrap());
+        assert!(!b
+            .record_once(dpop, &rid("j1"), at(200), at(150))
+            .await
+            .unwrap());
+        // Purge at at(201): j2 (expired at 10) and dpop j1 (200) go; sig j1 (300) stays.
+        assert_eq!(a.purge_replay_ids(at(200)).await.unwrap(), 1);
+        assert_eq!(a.purge_replay_ids(at(201)).await.unwrap(), 1);
+        assert_eq!(a.purge_replay_ids(at(201)).await.unwrap(), 0);
+        assert!(!a
+            .record_once(sig, &rid("j1"), at(400), at(201))
+            .await
+            .unwrap());
+        assert!(a
+            .record_once(dpop, &rid("j2"), at(400), at(201))
+            .await
+            .unwrap());
+        // The rows survive reopening: a restarted node still refuses a replay.
+        drop(other);
+        let again = tessera_store::open(&cx.url).await.unwrap();
+        assert!(!again
+            .record_once(dpop, &rid("j2"), at(400), at(202))
+            .await
+            .unwrap());
+    }
+
+    /// Many claims of one id at once, from two handles: exactly one wins.
+    pub async fn replay_ids_concurrent_claims(cx: Ctx) {
+        let other: Arc<dyn Store> = tessera_store::open(&cx.url).await.unwrap();
+        for round in 0..5 {
+            let id = rid(&format!("race-{round}"));
+            let tasks: Vec<_> = (0..16)
+                .map(|i| {
+                    let s = if i % 2 == 0 {
+                        Arc::clone(&cx.store)
+                    } else {
+                        Arc::clone(&other)
+                    };
+                    tokio::spawn(async move {
+                        s.record_once(ReplayKind::Signature, &id, at(300), at(0))
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut wins = 0;
+            for t in tasks {
+                wins += usize::from(t.await.unwrap());
+            }
+            assert_eq!(wins, 1, "round {round}: {wins} claims of one id succeeded");
+        }
     }
 
     pub async fn login_failures(cx: Ctx) {

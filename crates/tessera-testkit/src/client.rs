@@ -36,6 +36,23 @@ pub fn http_client(cert_pem: &Path) -> reqwest::Client {
         .expect("build the HTTP client")
 }
 
+/// [`http_client`] speaking HTTP/2 only (ALPN `h2`): every request to one server shares
+/// one connection, as streams.
+pub fn http2_client(cert_pem: &Path) -> reqwest::Client {
+    install_crypto_provider();
+    let pem = std::fs::read(cert_pem).expect("read the server's TLS certificate");
+    let cert = reqwest::Certificate::from_pem(&pem).expect("parse the server's TLS certificate");
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(cert)
+        .http2_prior_knowledge()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("build the HTTP/2 client")
+}
+
 /// A browser-like client of one server: a base URL, an origin and a cookie jar.
 #[derive(Clone)]
 pub struct Client {

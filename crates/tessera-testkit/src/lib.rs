@@ -511,6 +511,15 @@ impl Server {
         self.child.id()
     }
 
+    /// The process's resident set size in KiB (`VmRSS` in `/proc/<pid>/status`; Linux).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// Waits at most `within` for the process to end by itself (e.g. after a signal);
     /// its exit status, or `None` if it is still running.
     pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {

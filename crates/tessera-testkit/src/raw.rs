@@ -208,6 +208,50 @@ pub async fn send_with_timeout(
     parse(&buf, error)
 }
 
+/// A TLS connection (ALPN `http/1.1`) to `addr` trusting `cert_pem`, for tests that
+/// write and read at their own pace (slow bodies, many open connections).
+pub async fn connect(
+    addr: SocketAddr,
+    cert_pem: &Path,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let connector = tokio_rustls::TlsConnector::from(tls_config(cert_pem)?);
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let name = ServerName::IpAddress(addr.ip().into());
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))
+}
+
+/// Reads one response head and its `Content-Length` body from `stream` (at most 64 KiB),
+/// for [`connect`]ed streams; the connection stays usable.
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> RawResponse {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let head = parse(&buf[..end + 4], None);
+            let want = head
+                .header("content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + want {
+                return parse(&buf[..end + 4 + want], None);
+            }
+        }
+        if buf.len() > 65536 {
+            return parse(&buf, Some("response over 64 KiB".into()));
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) => return parse(&buf, Some("closed".into())),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return parse(&buf, Some(format!("read: {e}"))),
+        }
+    }
+}
+
 /// A `GET` request with `Host`, `Connection: close` and `extra` header lines
 /// (`"Name: value"`), with the request target exactly as given.
 pub fn get_request(host: &str, target: &str, extra: &[String]) -> Vec<u8> {
