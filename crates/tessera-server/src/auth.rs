@@ -48,6 +48,44 @@ pub struct Identity {
     pub only_tessera_cookies: bool,
 }
 
+/// The origin a request came to, as a DPoP proof's `htu` or a signature's `@target-uri`
+/// must name it (RFC 9449 §4.3, RFC 9421 §2.2.2: the request's target URI): the
+/// `origin_aliases` entry whose authority is the request's `Host` (HTTP/2's `:authority`
+/// is copied there on arrival), else `public_origin`. Only tessera's own configured names
+/// count: a proof made for another server is never accepted by naming that server in
+/// `Host`.
+pub fn request_origin<'a>(state: &'a AppState, headers: &HeaderMap) -> &'a str {
+    let aliases = &state.config.origin_aliases;
+    if aliases.is_empty() {
+        return &state.public_origin;
+    }
+    let Some(host) = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return &state.public_origin;
+    };
+    aliases
+        .iter()
+        .find(|a| same_authority(a, host))
+        .map_or(&state.public_origin, String::as_str)
+}
+
+/// True if `origin` (`scheme://host[:port]`) has the authority `host` (a `Host` value),
+/// ASCII case ignored, a default port (80, 443) written or not.
+fn same_authority(origin: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let strip = |a: &'_ str| {
+        a.strip_suffix(default)
+            .map(str::to_owned)
+            .unwrap_or(a.to_owned())
+    };
+    strip(authority).eq_ignore_ascii_case(&strip(host))
+}
+
 /// True for methods that may change state.
 pub fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)

@@ -23,6 +23,12 @@ pub struct Config {
     /// cookie-authenticated unsafe requests, and the default token issuer and audience.
     /// Default: derived from the listening address (`https://127.0.0.1:<port>`).
     pub public_origin: Option<String>,
+    /// Other origins under which clients reach tessera itself (another name in its
+    /// certificate, e.g. `https://localhost:8443`). A DPoP proof's `htu` and a signed
+    /// request's `@target-uri` may name the one the request came to (its `Host` or
+    /// `:authority`) when it is listed here; otherwise they must name `public_origin`.
+    /// Cookies, CSRF and the token issuer stay tied to `public_origin`. Default none.
+    pub origin_aliases: Vec<String>,
     /// Folder for the SQLite database, the master-key file and generated TLS files.
     /// Default `./tessera-data`.
     pub data_dir: PathBuf,
@@ -133,6 +139,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             public_origin: None,
+            origin_aliases: Vec::new(),
             data_dir: PathBuf::from("./tessera-data"),
             database_url: None,
             upstream: None,
@@ -560,6 +567,14 @@ impl Config {
                 return Err(bad(
                     "public_origin",
                     "must be scheme://host[:port], e.g. https://app.example.com",
+                ));
+            }
+        }
+        for (i, o) in self.origin_aliases.iter().enumerate() {
+            if !valid_origin(o) {
+                return Err(bad(
+                    &format!("origin_aliases[{i}]"),
+                    "must be scheme://host[:port], e.g. https://localhost:8443",
                 ));
             }
         }

@@ -30,9 +30,14 @@ fn proof_header(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
         .map_err(|_| invalid_proof("malformed DPoP header"))
 }
 
-/// The URL a proof must name for `path` on this server.
-pub fn htu_for(state: &AppState, path: &str) -> Option<String> {
-    normalize_htu(&format!("{}{}", state.public_origin, path))
+/// The URL a proof must name for `path` on this server, reached as `headers` say
+/// ([`crate::auth::request_origin`]).
+pub fn htu_for(state: &AppState, headers: &HeaderMap, path: &str) -> Option<String> {
+    normalize_htu(&format!(
+        "{}{}",
+        crate::auth::request_origin(state, headers),
+        path
+    ))
 }
 
 /// Verifies a proof for `method` on `path` (and `access_token`, whose hash it must carry),
@@ -49,8 +54,8 @@ pub async fn check_proof(
     let Some(proof) = proof_header(headers)? else {
         return Ok(None);
     };
-    let htu =
-        htu_for(state, path).ok_or_else(|| invalid_proof("request URL cannot be normalised"))?;
+    let htu = htu_for(state, headers, path)
+        .ok_or_else(|| invalid_proof("request URL cannot be normalised"))?;
     let check = DpopCheck {
         method: method.as_str(),
         htu: &htu,

@@ -886,7 +886,7 @@ async fn signed_request(
     }
     let target_uri = format!(
         "{}{}",
-        state.public_origin,
+        auth::request_origin(state, h),
         parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
     );
     let signed = httpsig::SignedRequest {

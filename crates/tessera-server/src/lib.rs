@@ -348,6 +348,17 @@ impl App {
         use tower::ServiceExt;
         let (router, state) = &*self.0;
         let peer = peer.map(audit::PeerAddr);
+        // HTTP/2 names the host in `:authority` and usually sends no `Host`: one place to
+        // read it (RFC 9113 §8.3.1).
+        if !req.headers().contains_key(header::HOST) {
+            if let Some(host) = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                req.headers_mut().insert(header::HOST, host);
+            }
+        }
         if is_own_route(req.uri().path()) {
             if let Some(p) = peer {
                 req.extensions_mut().insert(p);

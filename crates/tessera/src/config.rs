@@ -14,6 +14,7 @@ const TOP_LEVEL: &[&str] = &[
     "dpop",
     "signatures",
     "public_origin",
+    "origin_aliases",
     "data_dir",
     "database_url",
     "upstream",

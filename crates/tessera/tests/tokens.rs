@@ -1590,3 +1590,107 @@ async fn garbage_to_token_and_revoke_gets_4xx_json() {
     let res = password_grant(&server, &mut c, None).await;
     assert_tokens(&res, "Bearer");
 }
+
+/// A request that reaches tessera under one of its `origin_aliases` (here
+/// `https://localhost:8443`, sent as `Host`) may carry a DPoP proof and a request
+/// signature naming that origin; without the alias, or for a name that is not one of
+/// tessera's, the same proof and signature are refused (RFC 9449 §4.3, RFC 9421 §2.2.2).
+#[tokio::test]
+async fn proofs_and_signatures_may_name_an_origin_alias() {
+    const ALIAS: &str = "https://localhost:8443";
+    for aliased in [true, false] {
+        let config = if aliased {
+            format!("origin_aliases = [\"{ALIAS}\"]\n")
+        } else {
+            String::new()
+        };
+        let server = Server::builder(BIN).config(&config).start().await;
+        let svc = add_client(&server, "svc1").await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let mut c = server.client();
+        let key = DpopKey::generate(DpopAlg::EdDSA).unwrap();
+        let bound = assert_tokens(&password_grant(&server, &mut c, Some(&key)).await, "DPoP");
+        let access = bound.access.as_str();
+
+        let host = "localhost:8443";
+        let proof = key
+            .proof(
+                "GET",
+                &format!("{ALIAS}/api/whoami"),
+                now(),
+                &fresh_id(),
+                Some(access),
+                None,
+            )
+            .unwrap();
+        let res = c
+            .get("/api/whoami")
+            .no_cookies()
+            .header("host", host)
+            .header("authorization", &format!("DPoP {access}"))
+            .header("dpop", &proof)
+            .send()
+            .await;
+        if aliased {
+            assert_eq!(res.status, 200, "proof naming the alias: {}", res.text());
+        } else {
+            assert_refused(&res, "proof naming an origin that is not configured");
+        }
+        // The public origin's name is not the URI of a request that came to the alias.
+        if aliased {
+            let proof = api_proof(&server, &key, "GET", "/api/whoami", Some(access));
+            let res = c
+                .get("/api/whoami")
+                .no_cookies()
+                .header("host", host)
+                .header("authorization", &format!("DPoP {access}"))
+                .header("dpop", &proof)
+                .send()
+                .await;
+            assert_refused(&res, "proof naming public_origin on a request to the alias");
+        }
+        // A name that is not tessera's, in the proof and in Host alike.
+        let proof = key
+            .proof(
+                "GET",
+                "https://evil.example/api/whoami",
+                now(),
+                &fresh_id(),
+                Some(access),
+                None,
+            )
+            .unwrap();
+        let res = c
+            .get("/api/whoami")
+            .no_cookies()
+            .header("host", "evil.example")
+            .header("authorization", &format!("DPoP {access}"))
+            .header("dpop", &proof)
+            .send()
+            .await;
+        assert_refused(&res, "proof and Host naming another server");
+
+        // A request signature over the alias's target URI.
+        let (input, sig) = httpsig::sign(
+            "GET",
+            &format!("{ALIAS}/api/whoami"),
+            None,
+            &svc.keyid,
+            &fresh_id(),
+            now(),
+            &svc.secret,
+        )
+        .unwrap();
+        let headers = [
+            ("host", host.to_owned()),
+            ("signature-input", input),
+            ("signature", sig),
+        ];
+        let res = send_with(&mut c, Method::GET, "/api/whoami", &headers, None).await;
+        if aliased {
+            assert_client_reached_upstream(&res, "svc1");
+        } else {
+            res.assert_error(401, "unauthenticated");
+        }
+    }
+}
