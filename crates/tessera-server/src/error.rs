@@ -16,6 +16,7 @@ pub struct AppError {
     clear_cookies: bool,
     oauth: bool,
     www_authenticate: Option<&'static str>,
+    allow: Option<&'static str>,
 }
 
 impl AppError {
@@ -29,6 +30,7 @@ impl AppError {
             clear_cookies: false,
             oauth: false,
             www_authenticate: None,
+            allow: None,
         }
     }
 
@@ -171,6 +173,11 @@ impl AppError {
         self.code = code;
         self
     }
+    /// The `Allow` header of a 405 (RFC 9110 §15.5.6): the methods the target supports.
+    pub fn allow(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
+        self
+    }
     /// Adds a `WWW-Authenticate` challenge.
     pub fn challenge(mut self, value: &'static str) -> Self {
         self.www_authenticate = Some(value);
@@ -204,6 +211,9 @@ impl IntoResponse for AppError {
         }
         if let Some(c) = self.www_authenticate {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        if let Some(a) = self.allow {
+            h.insert(header::ALLOW, HeaderValue::from_static(a));
         }
         if self.clear_cookies {
             cookies::append_clear_all(h);

@@ -259,7 +259,7 @@ pub fn is_own_route(path: &str) -> bool {
 
 /// Tessera's own routes (exact paths, as axum matches them), in the order of the router's
 /// table `own_routes` (a test holds the two to each other).
-pub const OWN_ROUTES: [&str; 14] = [
+pub const OWN_ROUTES: [&str; 15] = [
     "/auth/login",
     "/auth/session",
     "/auth/refresh",
@@ -269,6 +269,7 @@ pub const OWN_ROUTES: [&str; 14] = [
     "/auth/revoke",
     "/auth/verify",
     "/.well-known/jwks.json",
+    "/.well-known/oauth-authorization-server",
     "/healthz",
     "/metrics",
     "/openapi.json",
@@ -279,38 +280,43 @@ pub const OWN_ROUTES: [&str; 14] = [
 type Routes = Vec<(&'static str, axum::routing::MethodRouter<Arc<AppState>>)>;
 
 fn own_routes() -> Routes {
-    let nope = any(gateway::method_not_allowed);
+    const GET: &str = "GET, HEAD";
+    const POST: &str = "POST";
     vec![
-        ("/auth/login", post(routes::login).merge(nope.clone())),
-        ("/auth/session", get(routes::session).merge(nope.clone())),
+        ("/auth/login", post(routes::login).merge(nope(POST))),
+        ("/auth/session", get(routes::session).merge(nope(GET))),
         (
             "/auth/refresh",
-            post(routes::refresh_browser).merge(nope.clone()),
+            post(routes::refresh_browser).merge(nope(POST)),
         ),
-        ("/auth/logout", post(routes::logout).merge(nope.clone())),
+        ("/auth/logout", post(routes::logout).merge(nope(POST))),
         (
             "/auth/logout-all",
-            post(routes::logout_all).merge(nope.clone()),
+            post(routes::logout_all).merge(nope(POST)),
         ),
-        (
-            "/auth/token",
-            post(token_endpoint::token).merge(nope.clone()),
-        ),
+        ("/auth/token", post(token_endpoint::token).merge(nope(POST))),
         (
             "/auth/revoke",
-            post(token_endpoint::revoke).merge(nope.clone()),
+            post(token_endpoint::revoke).merge(nope(POST)),
         ),
         ("/auth/verify", any(routes::verify)),
+        ("/.well-known/jwks.json", get(routes::jwks).merge(nope(GET))),
         (
-            "/.well-known/jwks.json",
-            get(routes::jwks).merge(nope.clone()),
+            "/.well-known/oauth-authorization-server",
+            get(routes::authorization_server_metadata).merge(nope(GET)),
         ),
-        ("/healthz", get(routes::healthz).merge(nope.clone())),
-        ("/metrics", get(routes::metrics).merge(nope.clone())),
-        ("/openapi.json", get(assets::openapi).merge(nope.clone())),
-        ("/tessera.js", get(assets::tessera_js).merge(nope.clone())),
-        ("/tessera.d.ts", get(assets::tessera_dts).merge(nope)),
+        ("/healthz", get(routes::healthz).merge(nope(GET))),
+        ("/metrics", get(routes::metrics).merge(nope(GET))),
+        ("/openapi.json", get(assets::openapi).merge(nope(GET))),
+        ("/tessera.js", get(assets::tessera_js).merge(nope(GET))),
+        ("/tessera.d.ts", get(assets::tessera_dts).merge(nope(GET))),
     ]
+}
+
+/// Every other method on one of tessera's own routes: 405 with the `Allow` header
+/// (RFC 9110 §15.5.6) naming the ones it takes.
+fn nope(allow: &'static str) -> axum::routing::MethodRouter<Arc<AppState>> {
+    any(move || async move { error::AppError::method_not_allowed().allow(allow) })
 }
 
 /// The whole application as one axum `Router` (tessera's routes, the gateway as its

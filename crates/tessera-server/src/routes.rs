@@ -735,6 +735,32 @@ fn forwarded_path(state: &AppState, req: &Request) -> String {
     }
 }
 
+/// `GET /.well-known/oauth-authorization-server`: RFC 8414 metadata for OAuth client
+/// libraries — the token issuer, the token, revocation and key endpoints, and what they
+/// accept. Tessera has no authorization endpoint (no redirect flows: its clients are the
+/// same-origin SPA and first-party apps), hence no response types.
+pub async fn authorization_server_metadata(State(state): State<Arc<AppState>>) -> Response {
+    let origin = &state.public_origin;
+    let mut res = Json(json!({
+        "issuer": state.verifier.issuer(),
+        "token_endpoint": format!("{origin}/auth/token"),
+        "revocation_endpoint": format!("{origin}/auth/revoke"),
+        "jwks_uri": format!("{origin}/.well-known/jwks.json"),
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
+        "service_documentation": format!("{origin}/openapi.json"),
+    }))
+    .into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    res
+}
+
 /// `GET /.well-known/jwks.json`.
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let keys = state.keys.load().jwks();

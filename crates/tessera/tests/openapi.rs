@@ -195,6 +195,7 @@ async fn every_route_answers_as_the_openapi_description_says() {
     // Operations.
     for path in [
         "/.well-known/jwks.json",
+        "/.well-known/oauth-authorization-server",
         "/healthz",
         "/metrics",
         "/tessera.js",
