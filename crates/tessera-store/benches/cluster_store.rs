@@ -1,8 +1,14 @@
-//! What the cluster-wide replay check costs per DPoP proof or signed request: one
-//! `Store::record_once` (an atomic insert-if-absent into `replay_ids`) on SQLite and on
-//! PostgreSQL.
+//! What the store checks that make a limit hold for the whole cluster cost, on SQLite and
+//! on PostgreSQL:
 //!
-//! `cargo bench -p tessera-store --bench replay --profile dev -- --warm-up-time 1 --measurement-time 5`
+//! * the replay check per DPoP proof or signed request: one `Store::record_once` (an
+//!   atomic insert-if-absent into `replay_ids`);
+//! * the per-username login budget: `login_failures_since` before every password check
+//!   that proves no known device, `record_login_failure` after every failed one — next
+//!   to one Argon2id verification at the default parameters (19 MiB, t = 2), which every
+//!   password check pays anyway.
+//!
+//! `cargo bench -p tessera-store --bench cluster_store --profile dev -- --warm-up-time 1 --measurement-time 5`
 //!
 //! Rows, per backend: `new` — a first use (the insert; what every accepted proof costs);
 //! `replay` — a value already recorded (the conflict path; only reached when another node
@@ -90,7 +96,44 @@ fn rows(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: Arc<
     g.finish();
 }
 
+fn login_rows(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: Arc<dyn Store>) {
+    let mut g = c.benchmark_group(format!("login_budget/{name}"));
+    // A user with a few recent failures, among many users' rows.
+    for i in 0..2000u64 {
+        rt.block_on(store.record_login_failure(&format!("user{}", i % 500), NOW.plus(i % 50)))
+            .unwrap();
+    }
+    g.bench_function("failures_since", |b| {
+        b.iter(|| {
+            rt.block_on(store.login_failures_since("user7", NOW.plus(10)))
+                .unwrap()
+        })
+    });
+    let counter = AtomicU64::new(0);
+    g.bench_function("record_failure", |b| {
+        b.iter(|| {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            rt.block_on(store.record_login_failure(&format!("victim{}", n % 100), NOW.plus(60)))
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn argon2_row(c: &mut Criterion) {
+    use tessera_core::password::{hash_password, verify_password, HashParams};
+    let params = HashParams::default();
+    let stored = hash_password("correct horse battery staple", params).unwrap();
+    let mut g = c.benchmark_group("login_budget");
+    g.sample_size(10);
+    g.bench_function("argon2id_verify_default", |b| {
+        b.iter(|| verify_password(&stored, "wrong horse battery staple", params))
+    });
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
+    argon2_row(c);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -100,7 +143,8 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let sqlite = rt.block_on(tessera_store::open(&url)).unwrap();
-    rows(c, &rt, "sqlite", sqlite);
+    rows(c, &rt, "sqlite", Arc::clone(&sqlite));
+    login_rows(c, &rt, "sqlite", sqlite);
 
     let base = std::env::var("TESSERA_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
@@ -123,6 +167,7 @@ fn bench(c: &mut Criterion) {
     let pg_url = admin.clone().database(&name).to_url_lossy().to_string();
     let pg = rt.block_on(tessera_store::open(&pg_url)).unwrap();
     rows(c, &rt, "postgres", Arc::clone(&pg));
+    login_rows(c, &rt, "postgres", Arc::clone(&pg));
     drop(pg);
     rt.block_on(async {
         if let Ok(mut conn) = admin.connect().await {
