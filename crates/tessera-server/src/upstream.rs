@@ -24,8 +24,24 @@
 //! handed on.
 //!
 //! A connection goes back to the pool only when its answer ended exactly where its
-//! framing said. Idempotent requests that meet a pooled connection the upstream had
-//! already closed are retried on a fresh one (as nginx does); others get a 502.
+//! framing said: every path checks that nothing is left in the read buffer (the whole
+//! body read with the head, a streamed `Content-Length` or chunked body, a `HEAD`, `204`
+//! or `304` answer). Bytes that arrive later, while the connection is idle, are caught
+//! when it is taken again: a non-blocking `recv(MSG_PEEK)` (`is_quiet`) asks the
+//! kernel, and any byte, end of stream or error drops the connection (as nginx and
+//! hyper's client do). tokio's `try_read` would not do: it answers `WouldBlock` without
+//! a system call unless the runtime's I/O driver has already recorded readiness, which
+//! under steady traffic it often has not, and the stray bytes would be read as the next
+//! request's answer, another user's. Bytes sent after the probe, while the request is on
+//! its way, cannot be told from its answer (HTTP/1.1 has no request ids).
+//!
+//! Held by `tests/upstream_client.rs` (`bytes_after_a_*`,
+//! `stray_bytes_under_steady_traffic_*`, `connection_closed_while_idle_*`),
+//! `crates/tessera/tests/upstream_desync.rs` (the real binary, two users, a hostile
+//! upstream) and the fuzz target `upstream_response` ([`fuzz_parse`]).
+//!
+//! Idempotent requests that meet a pooled connection the upstream had already closed are
+//! retried on a fresh one (as nginx does); others get a 502.
 
 use std::collections::VecDeque;
 use std::pin::Pin;

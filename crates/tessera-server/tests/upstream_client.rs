@@ -973,8 +973,9 @@ async fn bytes_after_a_head_answer_are_not_read_as_the_next_answer() {
 #[tokio::test]
 async fn bytes_sent_while_idle_make_the_connection_unusable() {
     // The extra bytes come 50 ms after a complete answer, once the connection is pooled;
-    // the liveness probe at checkout sees them (the 200 ms sleep lets the runtime's I/O
-    // driver record the readiness).
+    // the liveness probe at checkout sees them. (Here a 200 ms pause, in which the
+    // runtime's I/O driver also notes them; `stray_bytes_under_steady_traffic_*` send
+    // the next request without one.)
     let up = serve(|r| {
         if r.conn == 0 && r.nth == 0 {
             vec![
@@ -1199,7 +1200,7 @@ async fn connection_closed_while_idle_is_replaced() {
     let c = client(&up);
 
     assert_eq!(&get(&c, "/1").await[..], b"first");
-    // Long enough for the FIN to arrive and the runtime's I/O driver to note it.
+    // Long enough for the FIN to arrive.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(&get(&c, "/2").await[..], b"conn 1");
     assert_eq!(up.accepts(), 2);
@@ -1207,10 +1208,10 @@ async fn connection_closed_while_idle_is_replaced() {
     assert_eq!(up.heads().len(), 2);
 
     // Again with a POST, which the client must not resend after a failure. It succeeds
-    // because the liveness probe at checkout (a `try_read` on the pooled connection)
-    // already sees the EOF and drops the connection before anything is written to it: no
-    // retry is involved. (Without the sleep, the probe could miss a FIN the I/O driver has
-    // not yet recorded; a POST would then fail with `Closed` — see the next test.)
+    // because the liveness probe at checkout (`recv` with `MSG_PEEK` on the pooled
+    // connection) already sees the EOF and drops the connection before anything is
+    // written to it: no retry is involved. (A FIN that arrives only once the request is
+    // on its way cannot be seen: the next test.)
     let up = serve(|r| {
         if r.conn == 0 {
             vec![w(ok("first")), Step::Close]
