@@ -6,7 +6,9 @@
 //! pays two task switches and the pool's bookkeeping. Here the request's own task writes
 //! the request and reads the answer on a connection taken from a plain LIFO pool, and a
 //! small answer (the whole body already read) gives the connection back before the
-//! response is even returned. `bench/run` and BENCHMARKS.md hold the measurement.
+//! response is even returned. `bench/run` and BENCHMARKS.md hold the measurement; with
+//! hyper-util's client for bodiless requests too, `bench/instructions` counted 67 583
+//! user-space instructions per proxied request, against 36 754 with this one.
 //!
 //! Framing is strict, because a connection that is reused after a misread answer would
 //! hand one user's response to the next request (response splitting):
@@ -371,7 +373,9 @@ impl Http1 {
 
 /// True if an idle connection has nothing to read: no byte, no EOF, no error.
 ///
-/// Asks the kernel (`recv` with `MSG_PEEK` on the non-blocking socket), one system call.
+/// Asks the kernel (`recv` with `MSG_PEEK` on the non-blocking socket), one system call
+/// per reuse; `bench/instructions` counted 36 754 user-space instructions per proxied
+/// request with it and 36 802 with the `try_read` it replaces (the same, within noise).
 /// tokio's `try_read` is no substitute: it answers `WouldBlock` without a system call
 /// unless the runtime's I/O driver has already recorded readiness, which under steady
 /// traffic it often has not, so stray bytes would be read as the next request's answer.
