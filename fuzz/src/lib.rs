@@ -14,7 +14,10 @@
 //! - a verified DPoP proof is refused the second time (replay), and `normalize_htu` is
 //!   idempotent, and a parsed JWK survives its own serialisation;
 //! - a request signature made with the right secret never fails as `BadSignature`, and
-//!   `check_content_digest` accepts `content_digest` of the same body.
+//!   `check_content_digest` accepts `content_digest` of the same body;
+//! - an upstream's answer parses the same however its bytes are split into reads, its
+//!   decoded body is never longer than the input (and matches a plain reference decoder),
+//!   and its connection is reusable only when the input ended exactly at the framing's end.
 //!
 //! Signatures cannot be guessed by a fuzzer, so each target also re-signs the input
 //! with a fixed key (HMAC for access tokens and request signatures, Ed25519 for DPoP
@@ -494,6 +497,105 @@ pub fn config(data: &[u8]) {
                 Some(field) if path == "." || path.is_empty() => field.to_owned(),
                 _ => path,
             };
+        }
+    }
+}
+
+// ---- upstream responses --------------------------------------------------------------
+
+/// Target `upstream_response`: the bytes an upstream sends in answer to a request without
+/// a body (`tessera_server::upstream`). The first byte chooses the request's method (odd:
+/// `HEAD`) and a read size (1–128 bytes); the rest is the answer, parsed once whole and
+/// once in reads of that size, which must agree.
+pub fn upstream_response(data: &[u8]) {
+    use tessera_server::upstream::fuzz_parse;
+    let Some((&ctl, input)) = data.split_first() else {
+        return;
+    };
+    let is_head = ctl & 1 == 1;
+    let step = usize::from(ctl >> 1) + 1;
+    let whole = fuzz_parse(input, is_head, input.len());
+    let pieces = fuzz_parse(input, is_head, step);
+    let a = match (whole, pieces) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a, b, "the read size changed the answer");
+            a
+        }
+        (Err(_), Err(_)) => return,
+        (a, b) => panic!("the read size changed the verdict: {a:?} / {b:?}"),
+    };
+    assert!(a.body.len() <= input.len(), "body longer than the input");
+    assert!(a.head_len <= a.end && a.end <= input.len(), "{a:?}");
+    assert!(a.body.len() <= a.end - a.head_len, "{a:?}");
+    assert!((200..1000).contains(&a.status), "{a:?}");
+    if a.reusable {
+        assert_eq!(a.end, input.len(), "reusable, but bytes follow the answer");
+        assert_ne!(a.framing, "close");
+    }
+    if is_head || a.status == 204 || a.status == 304 {
+        assert_eq!(a.framing, "none", "a body where there is none");
+    }
+    let rest = &input[a.head_len..];
+    match a.framing {
+        "none" => {
+            assert!(a.body.is_empty());
+            assert_eq!(a.end, a.head_len);
+        }
+        "length" => {
+            assert_eq!(a.length, Some(a.body.len() as u64));
+            assert_eq!(a.body, input[a.head_len..a.end]);
+        }
+        "chunked" => {
+            let reference = chunked_reference(rest);
+            assert_eq!(
+                reference,
+                Some((a.body.clone(), a.end - a.head_len)),
+                "the chunk decoder disagrees with the reference"
+            );
+        }
+        "close" => {
+            assert!(!a.reusable);
+            assert_eq!(a.body, rest);
+        }
+        other => panic!("unknown framing {other}"),
+    }
+}
+
+/// A plain chunked decoder (RFC 9112 §7.1) without the client's bounds: the body, and
+/// how many bytes the chunked coding took, trailers and final CRLF included.
+fn chunked_reference(b: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let line_end = |at: usize| {
+        b.get(at..)?
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|i| at + i)
+    };
+    let mut at = 0;
+    let mut body = Vec::new();
+    loop {
+        let eol = line_end(at)?;
+        let digits = b[at..eol]
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
+        let size = u64::from_str_radix(std::str::from_utf8(&b[at..at + digits]).ok()?, 16).ok()?;
+        at = eol + 2;
+        if size == 0 {
+            break;
+        }
+        let end = at.checked_add(usize::try_from(size).ok()?)?;
+        body.extend_from_slice(b.get(at..end)?);
+        if b.get(end..end.checked_add(2)?)? != b"\r\n" {
+            return None;
+        }
+        at = end + 2;
+    }
+    loop {
+        let eol = line_end(at)?;
+        let empty = eol == at;
+        at = eol + 2;
+        if empty {
+            return Some((body, at));
         }
     }
 }

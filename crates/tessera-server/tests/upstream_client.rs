@@ -19,6 +19,7 @@ use http_body_util::BodyExt;
 use tessera_server::upstream::{Http1, UpstreamBody, UpstreamError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Every client call is bounded, so a client that hangs fails the test instead.
@@ -40,6 +41,11 @@ enum Step {
     Sleep(Duration),
     /// Closes the connection (FIN: everything the client sent has been read).
     Close,
+    /// Tells the test (`Upstream::signalled`) that every step before this one is done: the
+    /// bytes written so far are in the client's socket.
+    Signal,
+    /// Closes the connection, then signals as `Signal` does.
+    CloseAndSignal,
 }
 
 fn w(bytes: impl AsRef<[u8]>) -> Step {
@@ -82,6 +88,7 @@ struct Upstream {
     accepts: Arc<AtomicUsize>,
     closed: Arc<AtomicUsize>,
     heads: Arc<Mutex<Vec<String>>>,
+    signals: tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>,
     task: JoinHandle<()>,
 }
 
@@ -107,6 +114,15 @@ impl Upstream {
         self.heads.lock().unwrap().clone()
     }
 
+    /// Waits (boundedly) for the next `Step::Signal` or `Step::CloseAndSignal`.
+    async fn signalled(&self) {
+        let mut rx = self.signals.lock().await;
+        tokio::time::timeout(LIMIT, rx.recv())
+            .await
+            .expect("the upstream never signalled")
+            .expect("the upstream is gone");
+    }
+
     /// Waits (boundedly) until the upstream has seen `n` connections closed by the client.
     async fn wait_closed(&self, n: usize) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -130,6 +146,7 @@ async fn serve(route: impl Fn(&Req<'_>) -> Vec<Step> + Send + Sync + 'static) ->
     let accepts = Arc::new(AtomicUsize::new(0));
     let closed = Arc::new(AtomicUsize::new(0));
     let heads = Arc::new(Mutex::new(Vec::new()));
+    let (signal, signals) = mpsc::unbounded_channel();
     let route: Arc<Route> = Arc::new(route);
     let task = {
         let (accepts, closed, heads) = (accepts.clone(), closed.clone(), heads.clone());
@@ -146,6 +163,7 @@ async fn serve(route: impl Fn(&Req<'_>) -> Vec<Step> + Send + Sync + 'static) ->
                     route.clone(),
                     heads.clone(),
                     closed.clone(),
+                    signal.clone(),
                 ));
             }
         })
@@ -155,6 +173,7 @@ async fn serve(route: impl Fn(&Req<'_>) -> Vec<Step> + Send + Sync + 'static) ->
         accepts,
         closed,
         heads,
+        signals: tokio::sync::Mutex::new(signals),
         task,
     }
 }
@@ -165,6 +184,7 @@ async fn connection(
     route: Arc<Route>,
     heads: Arc<Mutex<Vec<String>>>,
     closed: Arc<AtomicUsize>,
+    signal: mpsc::UnboundedSender<()>,
 ) {
     let mut buf = Vec::new();
     let mut nth = 0;
@@ -201,6 +221,14 @@ async fn connection(
                 Step::Pause => tokio::time::sleep(PAUSE).await,
                 Step::Sleep(d) => tokio::time::sleep(d).await,
                 Step::Close => return,
+                Step::Signal => {
+                    let _ = signal.send(());
+                }
+                Step::CloseAndSignal => {
+                    drop(stream);
+                    let _ = signal.send(());
+                    return;
+                }
             }
         }
     }
@@ -945,8 +973,9 @@ async fn bytes_after_a_head_answer_are_not_read_as_the_next_answer() {
 #[tokio::test]
 async fn bytes_sent_while_idle_make_the_connection_unusable() {
     // The extra bytes come 50 ms after a complete answer, once the connection is pooled;
-    // the liveness probe at checkout sees them (the 200 ms sleep lets the runtime's I/O
-    // driver record the readiness).
+    // the liveness probe at checkout sees them. (Here a 200 ms pause, in which the
+    // runtime's I/O driver also notes them; `stray_bytes_under_steady_traffic_*` send
+    // the next request without one.)
     let up = serve(|r| {
         if r.conn == 0 && r.nth == 0 {
             vec![
@@ -964,6 +993,193 @@ async fn bytes_sent_while_idle_make_the_connection_unusable() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(&get(&c, "/2").await[..], b"real2");
     assert_eq!(up.accepts(), 2);
+}
+
+/// One way an upstream misbehaves after a complete answer: what it is, the request's
+/// method, the answer (written in these parts, `PAUSE` apart, so some are streamed), the
+/// body the client must read from it, and the stray bytes sent a few ms later.
+struct Stray {
+    what: &'static str,
+    method: Method,
+    answer: Vec<Vec<u8>>,
+    body: Vec<u8>,
+    stray: Vec<u8>,
+}
+
+fn stray_cases() -> Vec<Stray> {
+    let data = pattern(20_000);
+    let mut streamed = b"HTTP/1.1 200 OK\r\ncontent-length: 20000\r\n\r\n".to_vec();
+    streamed.extend_from_slice(&data[..10_000]);
+    let timeout = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 7\r\n\r\ntimeout".to_vec();
+    let case = |what, method, answer: &[&[u8]], body: &[u8], stray: &[u8]| Stray {
+        what,
+        method,
+        answer: answer.iter().map(|p| p.to_vec()).collect(),
+        body: body.to_vec(),
+        stray: stray.to_vec(),
+    };
+    vec![
+        case(
+            "extra bytes after a content-length body",
+            Method::GET,
+            &[&ok("first")],
+            b"first",
+            FAKE.as_bytes(),
+        ),
+        case(
+            "extra bytes after a streamed content-length body",
+            Method::GET,
+            &[&streamed, &data[10_000..]],
+            &data,
+            FAKE.as_bytes(),
+        ),
+        case(
+            "data after the last chunk",
+            Method::GET,
+            &[b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\n"],
+            b"first",
+            FAKE.as_bytes(),
+        ),
+        case(
+            "data after the last chunk of a streamed chunked body",
+            Method::GET,
+            &[
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfir",
+                b"st\r\n0\r\nx-trailer: 1\r\n\r\n",
+            ],
+            b"first",
+            FAKE.as_bytes(),
+        ),
+        case(
+            "a body on a 204",
+            Method::GET,
+            &[b"HTTP/1.1 204 No Content\r\n\r\n"],
+            b"",
+            FAKE.as_bytes(),
+        ),
+        case(
+            "a body on a 304",
+            Method::GET,
+            &[b"HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n"],
+            b"",
+            b"stray body",
+        ),
+        case(
+            "a body on a HEAD answer",
+            Method::HEAD,
+            &[format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", FAKE.len()).as_bytes()],
+            b"",
+            FAKE.as_bytes(),
+        ),
+        case(
+            "an unsolicited 408",
+            Method::GET,
+            &[&ok("first")],
+            b"first",
+            &timeout,
+        ),
+        case(
+            "a duplicated answer",
+            Method::GET,
+            &[&ok("first")],
+            b"first",
+            &ok("first"),
+        ),
+    ]
+}
+
+/// Steady traffic: each misbehaving answer is followed by a request sent the moment the
+/// upstream says its stray bytes are written (no pause in which the runtime's I/O driver
+/// could note them). That request must get its own answer, on a fresh connection.
+async fn stray_bytes_under_steady_traffic() {
+    const ROUNDS: usize = 25;
+    for case in stray_cases() {
+        let Stray {
+            what,
+            method,
+            answer,
+            body: expected,
+            stray,
+        } = case;
+        let up = serve(move |r| {
+            if r.target().starts_with("/bad") {
+                let parts: Vec<&[u8]> = answer.iter().map(Vec::as_slice).collect();
+                let mut steps = split(&parts);
+                steps.push(Step::Sleep(Duration::from_millis(3)));
+                steps.push(w(&stray));
+                steps.push(Step::Signal);
+                steps
+            } else {
+                vec![w(ok(&format!("answer to {}", r.target())))]
+            }
+        })
+        .await;
+        let c = client(&up);
+        for i in 0..ROUNDS {
+            let (_, _, b) = fetch(&c, method.clone(), &format!("/bad{i}")).await;
+            assert!(b[..] == expected[..], "{what}: round {i}: first answer");
+            up.signalled().await;
+            let target = format!("/good{i}");
+            let res = send(&c, Method::GET, &target)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: round {i}: {e}"));
+            let status = res.status();
+            let b = body(res).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(
+                (status, String::from_utf8_lossy(&b).into_owned()),
+                (StatusCode::OK, format!("answer to {target}")),
+                "{what}: round {i}: the stray bytes were read as the next answer"
+            );
+        }
+        // Each misbehaving connection was dropped before anything was written to it: one
+        // connection per round plus the first, and no request sent twice.
+        assert_eq!(up.accepts(), ROUNDS + 1, "{what}");
+        assert_eq!(up.heads().len(), 2 * ROUNDS, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn stray_bytes_under_steady_traffic_current_thread() {
+    stray_bytes_under_steady_traffic().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_bytes_under_steady_traffic_multi_thread() {
+    stray_bytes_under_steady_traffic().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_closed_while_idle_under_steady_traffic_is_not_used() {
+    // The FIN comes 3 ms after a complete answer; a POST (never resent) follows at once.
+    const ROUNDS: usize = 25;
+    let up = serve(|r| {
+        if r.target().starts_with("/bad") {
+            vec![
+                w(ok("first")),
+                Step::Sleep(Duration::from_millis(3)),
+                Step::CloseAndSignal,
+            ]
+        } else {
+            vec![w(ok(&format!("answer to {}", r.target())))]
+        }
+    })
+    .await;
+    let c = client(&up);
+    for i in 0..ROUNDS {
+        assert_eq!(&get(&c, &format!("/bad{i}")).await[..], b"first");
+        up.signalled().await;
+        let target = format!("/good{i}");
+        let res = send(&c, Method::POST, &target)
+            .await
+            .unwrap_or_else(|e| panic!("round {i}: the POST met the closed connection: {e}"));
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            String::from_utf8_lossy(&body(res).await.unwrap()),
+            format!("answer to {target}")
+        );
+    }
+    assert_eq!(up.accepts(), ROUNDS + 1);
+    assert_eq!(up.heads().len(), 2 * ROUNDS);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -984,7 +1200,7 @@ async fn connection_closed_while_idle_is_replaced() {
     let c = client(&up);
 
     assert_eq!(&get(&c, "/1").await[..], b"first");
-    // Long enough for the FIN to arrive and the runtime's I/O driver to note it.
+    // Long enough for the FIN to arrive.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(&get(&c, "/2").await[..], b"conn 1");
     assert_eq!(up.accepts(), 2);
@@ -992,10 +1208,10 @@ async fn connection_closed_while_idle_is_replaced() {
     assert_eq!(up.heads().len(), 2);
 
     // Again with a POST, which the client must not resend after a failure. It succeeds
-    // because the liveness probe at checkout (a `try_read` on the pooled connection)
-    // already sees the EOF and drops the connection before anything is written to it: no
-    // retry is involved. (Without the sleep, the probe could miss a FIN the I/O driver has
-    // not yet recorded; a POST would then fail with `Closed` — see the next test.)
+    // because the liveness probe at checkout (`recv` with `MSG_PEEK` on the pooled
+    // connection) already sees the EOF and drops the connection before anything is
+    // written to it: no retry is involved. (A FIN that arrives only once the request is
+    // on its way cannot be seen: the next test.)
     let up = serve(|r| {
         if r.conn == 0 {
             vec![w(ok("first")), Step::Close]

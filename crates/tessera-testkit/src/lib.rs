@@ -16,6 +16,7 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 pub mod client;
+pub mod hostile;
 pub mod jar;
 pub mod pg;
 pub mod raw;

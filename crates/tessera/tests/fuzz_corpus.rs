@@ -18,13 +18,14 @@ use std::path::{Path, PathBuf};
 type Body = fn(&[u8]);
 
 /// Every fuzz target, by name, with its body.
-const TARGETS: [(&str, Body); 6] = [
+const TARGETS: [(&str, Body); 7] = [
     ("access_token", targets::access_token),
     ("split_cookies", targets::split_cookies),
     ("cookie_header", targets::cookie_header),
     ("dpop_proof", targets::dpop_proof),
     ("signature_headers", targets::signature_headers),
     ("config", targets::config),
+    ("upstream_response", targets::upstream_response),
 ];
 
 /// Corpus limits: small enough to commit and to replay in CI in well under a second.
@@ -88,6 +89,11 @@ fn signature_headers() {
 #[test]
 fn config() {
     replay("config");
+}
+
+#[test]
+fn upstream_response() {
+    replay("upstream_response");
 }
 
 /// Every target in `fuzz/fuzz_targets/` is replayed here, and its corpus stays small.
@@ -890,6 +896,134 @@ replay_capacity = 1000000
     }
 }
 
+mod upstream_seeds {
+    use super::seeds::Writer;
+
+    /// `ctl` is the target's first byte: bit 0 set asks as `HEAD`, the rest is the read
+    /// size minus one, doubled.
+    fn put(w: &Writer, name: &str, ctl: u8, answer: &[u8]) {
+        let mut data = vec![ctl];
+        data.extend_from_slice(answer);
+        w.put(name, data);
+    }
+
+    pub fn upstream_response() {
+        let w = Writer::new("upstream_response");
+        // GET, in reads of 1 byte (ctl 0); a few also in reads of 7 (ctl 12).
+        let get = |name: &str, answer: &[u8]| {
+            put(&w, name, 0, answer);
+            if ["length-extra", "chunked", "chunked-trailers", "interim"].contains(&name) {
+                put(&w, &format!("{name}-read7"), 12, answer);
+            }
+        };
+        get(
+            "length",
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nhello",
+        );
+        get(
+            "length-zero",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        );
+        get(
+            "length-list",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\nabc",
+        );
+        get("length-extra", b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirstHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfake");
+        get(
+            "length-short",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\nonly this",
+        );
+        get("chunked", b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n");
+        get("chunked-trailers", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-trailer: 1\r\nx-other: 2\r\n\r\n");
+        get("chunked-extra", b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfake");
+        get(
+            "chunked-bad-crlf",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+        );
+        get(
+            "chunked-huge-size",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffff\r\nab",
+        );
+        get(
+            "chunked-17-digits",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10000000000000000\r\n",
+        );
+        get(
+            "chunked-bare-lf-trailer",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\nx: a\nb\r\n\r\n",
+        );
+        get("interim", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        get(
+            "switch",
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+        );
+        get(
+            "no-content",
+            b"HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n",
+        );
+        get(
+            "no-content-body",
+            b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfake",
+        );
+        get(
+            "not-modified",
+            b"HTTP/1.1 304 Not Modified\r\ntransfer-encoding: chunked\r\n\r\n",
+        );
+        get(
+            "timeout-408",
+            b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+        );
+        get(
+            "close",
+            b"HTTP/1.1 200 OK\r\nconnection: keep-alive, close\r\ncontent-length: 2\r\n\r\nok",
+        );
+        get("unframed", b"HTTP/1.1 200 OK\r\n\r\nread to the end");
+        get("http10", b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        get("hop-by-hop", b"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nKeep-Alive: timeout=5\r\nx-secret: 1\r\nUpgrade: h2c\r\nx-kept: 2\r\ncontent-length: 0\r\n\r\n");
+        get(
+            "both-framings",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        );
+        get(
+            "conflicting-lengths",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello",
+        );
+        get(
+            "te-gzip",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        );
+        get("bad-status", b"HTTP/1.1 2000 OK\r\n\r\n");
+        get(
+            "bad-header",
+            b"HTTP/1.1 200 OK\r\nx: a\rb\r\ncontent-length: 0\r\n\r\n",
+        );
+        // HEAD: a body that should not be there.
+        put(
+            &w,
+            "head-with-body",
+            1,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+        );
+        put(
+            &w,
+            "head",
+            13,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n",
+        );
+        // Big reads, a long body.
+        let mut long = b"HTTP/1.1 200 OK\r\ncontent-length: 6000\r\n\r\n".to_vec();
+        long.extend((0..6000).map(|i| (i % 251) as u8));
+        put(&w, "length-long-read128", 254, &long);
+        let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..128 {
+            many.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"content-length: 0\r\n\r\n");
+        put(&w, "headers-128", 254, &many);
+        put(&w, "empty", 0, b"");
+    }
+}
+
 /// Rewrites the generated seed files of every corpus. Run by hand after changing the
 /// fixtures or a format: `cargo test -p tessera --test fuzz_corpus -- --ignored`.
 #[test]
@@ -901,4 +1035,5 @@ fn write_seed_corpus() {
     seeds::dpop_proof();
     seeds::signature_headers();
     seeds::config();
+    upstream_seeds::upstream_response();
 }
