@@ -394,7 +394,7 @@ async fn bad_static_settings_stop_start_up_naming_the_key() {
         .try_start()
         .await
         .err()
-        .expect("started with spa_fallback and no static_dir");
+        .unwrap_or_else(|| panic!("started with spa_fallback and no static_dir"));
     assert_eq!(err.status.and_then(|s| s.code()), Some(2), "{err}");
     assert!(err.stderr.contains("`spa_fallback`"), "{err}");
 }
