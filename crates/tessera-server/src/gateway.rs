@@ -699,8 +699,9 @@ async fn serve_static(state: &AppState, dir: &std::path::Path, req: Request) -> 
 }
 
 /// True when `h` describes a browser navigation (a document load): `Sec-Fetch-Mode:
-/// navigate`, `Sec-Fetch-Dest: document`, or an `Accept` naming `text/html` (a media range
-/// `*/*` does not: `fetch()` sends that by default).
+/// navigate`, `Sec-Fetch-Dest: document`, or an `Accept` naming `text/html` with a weight
+/// above 0 (RFC 9110 §12.5.1; a media range `*/*` does not count: `fetch()` sends that by
+/// default).
 fn is_navigation(h: &HeaderMap) -> bool {
     let is = |name: &str, want: &str| {
         h.get_all(name).iter().any(|v| {
@@ -713,10 +714,16 @@ fn is_navigation(h: &HeaderMap) -> bool {
         || h.get_all(header::ACCEPT).iter().any(|v| {
             v.to_str().is_ok_and(|v| {
                 v.split(',').any(|range| {
-                    range
-                        .split(';')
+                    let mut parts = range.split(';');
+                    parts
                         .next()
                         .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/html"))
+                        && !parts.any(|p| {
+                            p.split_once('=').is_some_and(|(k, q)| {
+                                k.trim().eq_ignore_ascii_case("q")
+                                    && q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+                            })
+                        })
                 })
             })
         })
@@ -1318,6 +1325,42 @@ mod tests {
                 assert_eq!(public_path_is_plain(&path), want, "{path}");
             }
         }
+    }
+
+    #[test]
+    fn navigations_are_told_from_api_calls() {
+        let nav = |headers: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            super::is_navigation(&h)
+        };
+        assert!(nav(&[(
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        )]));
+        assert!(nav(&[("accept", "application/json, TEXT/HTML ; q=0.5")]));
+        assert!(nav(&[("sec-fetch-mode", "navigate")]));
+        assert!(nav(&[("sec-fetch-dest", "document")]));
+        assert!(nav(&[
+            ("accept", "application/json"),
+            ("accept", "text/html")
+        ]));
+        assert!(!nav(&[]));
+        assert!(!nav(&[("accept", "*/*")]));
+        assert!(!nav(&[("accept", "text/*")]));
+        assert!(!nav(&[("accept", "application/json")]));
+        assert!(!nav(&[("accept", "text/html;q=0, application/json")]));
+        assert!(!nav(&[("accept", "text/html; q=0.000")]));
+        assert!(!nav(&[("accept", "text/htmlx")]));
+        assert!(!nav(&[
+            ("sec-fetch-mode", "cors"),
+            ("sec-fetch-dest", "empty")
+        ]));
     }
 
     #[test]
