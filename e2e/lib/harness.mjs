@@ -18,11 +18,13 @@ export const ARTIFACTS = join(ROOT, "e2e", "artifacts");
 export const ACCESS_TTL_SECONDS = 3;
 
 /**
- * Start `tessera serve --demo` on a free port with its own data folder.
+ * Start `tessera serve --demo` on a free port with its own data folder; `extraConfig`
+ * lines are added to its top-level configuration (e.g. `static_dir`).
+ * @param {string[]} [extraConfig]
  * @returns {Promise<{ origin: string, username: string, password: string, dataDir: string,
  *   output: () => string, stop: () => Promise<void> }>}
  */
-export async function startTessera() {
+export async function startTessera(extraConfig = []) {
   const bin = process.env.TESSERA_BIN ? resolve(ROOT, process.env.TESSERA_BIN) : join(ROOT, "target/release/tessera");
   const dataDir = mkdtempSync(join(tmpdir(), "tessera-e2e-"));
   const config = join(dataDir, "tessera.toml");
@@ -30,6 +32,7 @@ export async function startTessera() {
     config,
     [
       `data_dir = ${JSON.stringify(dataDir)}`,
+      ...extraConfig,
       "",
       "[tokens]",
       `access_ttl = "${ACCESS_TTL_SECONDS}s"`,

@@ -13,6 +13,11 @@ use serde::Deserialize;
 /// Most request threads `worker_threads` may ask for.
 pub const MAX_WORKER_THREADS: usize = 1024;
 
+/// The default `static_csp`: what a bundler-built SPA (Vite, esbuild, webpack output:
+/// scripts, styles, fonts and images as files from its own origin, API calls to it) needs,
+/// and nothing inline or foreign (docs/deployment.md, "Your own SPA").
+pub const DEFAULT_STATIC_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -41,6 +46,18 @@ pub struct Config {
     pub static_dir: Option<PathBuf>,
     /// Path prefixes proxied without authentication (e.g. `/api/public/`). Default none.
     pub public_paths: Vec<String>,
+    /// `Content-Security-Policy` sent with files from `static_dir` (and the `spa_fallback`
+    /// answer). Default [`DEFAULT_STATIC_CSP`]; `""` sends none (the SPA sets its own with
+    /// `<meta>`). tessera's JSON answers keep `default-src 'none'`.
+    pub static_csp: String,
+    /// A file under `static_dir` (e.g. `index.html`) answered to browser navigations
+    /// (`GET`/`HEAD` accepting `text/html`) for paths that are no file, no tessera route,
+    /// no public path and no `api_prefixes` entry, so client-side routes survive a reload.
+    /// Default none.
+    pub spa_fallback: Option<PathBuf>,
+    /// Path prefixes never answered with `spa_fallback` (e.g. `/api/`): navigations there
+    /// go to the upstream as any other request. Default none.
+    pub api_prefixes: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed (exact IPs). Default none: the client IP
     /// is the socket's peer.
     pub trusted_proxies: Vec<IpAddr>,
@@ -145,6 +162,9 @@ impl Default for Config {
             upstream: None,
             static_dir: None,
             public_paths: Vec::new(),
+            static_csp: DEFAULT_STATIC_CSP.to_owned(),
+            spa_fallback: None,
+            api_prefixes: Vec::new(),
             trusted_proxies: Vec::new(),
             worker_threads: 0,
             tls: TlsConfig::default(),
@@ -603,6 +623,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_static()?;
         if self.tls.mode == TlsMode::Files && (self.tls.cert.is_none() || self.tls.key.is_none()) {
             return Err(bad(
                 "tls.cert",
@@ -733,6 +754,56 @@ impl Config {
         }
         if self.rate_limit.per_username_per_minute == 0 || self.rate_limit.per_ip_per_minute == 0 {
             return Err(bad("rate_limit", "limits must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// `static_csp`, `spa_fallback` and `api_prefixes`.
+    fn validate_static(&self) -> Result<(), ConfigError> {
+        if axum::http::HeaderValue::from_str(&self.static_csp).is_err()
+            || self.static_csp.contains(['\r', '\n'])
+        {
+            return Err(bad(
+                "static_csp",
+                "must be one line of visible ASCII (a Content-Security-Policy header value)",
+            ));
+        }
+        for (i, p) in self.api_prefixes.iter().enumerate() {
+            if !p.starts_with('/') || p.contains("..") || p.contains('%') {
+                return Err(bad(
+                    &format!("api_prefixes[{i}]"),
+                    "must be a plain absolute path prefix",
+                ));
+            }
+        }
+        if let Some(file) = &self.spa_fallback {
+            let Some(dir) = &self.static_dir else {
+                return Err(bad("spa_fallback", "needs static_dir"));
+            };
+            let plain = file
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !plain || file.as_os_str().is_empty() {
+                return Err(bad(
+                    "spa_fallback",
+                    "must be a relative path under static_dir, without `..`",
+                ));
+            }
+            // Resolved (symbolic links followed) and held inside static_dir, as ServeDir
+            // would serve it.
+            let inside = std::fs::canonicalize(dir.join(file))
+                .ok()
+                .zip(std::fs::canonicalize(dir).ok())
+                .is_some_and(|(f, d)| f.starts_with(d) && f.is_file());
+            if !inside {
+                return Err(bad(
+                    "spa_fallback",
+                    format!(
+                        "{} is not an existing file under static_dir",
+                        dir.join(file).display()
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -674,11 +674,99 @@ async fn static_exists(dir: &std::path::Path, path: &str) -> bool {
     tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_file())
 }
 
-async fn serve_static(dir: &std::path::Path, req: Request) -> Response {
-    match tower_http::services::ServeDir::new(dir).oneshot(req).await {
+/// Marks a response whose `Content-Security-Policy` is `static_csp`'s (or deliberately
+/// none): `wrap()` adds no `default-src 'none'` to it.
+#[derive(Clone, Copy, Debug)]
+pub struct StaticAnswer;
+
+async fn serve_static(state: &AppState, dir: &std::path::Path, req: Request) -> Response {
+    let mut res = match tower_http::services::ServeDir::new(dir).oneshot(req).await {
         Ok(r) => r.map(Body::new),
         Err(e) => match e {},
+    };
+    let csp = &state.config.static_csp;
+    if !csp.is_empty() {
+        // Validated at start-up; should it not parse, the strict default stays.
+        if let Ok(v) = HeaderValue::from_str(csp) {
+            res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+        if !res.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+            return res;
+        }
     }
+    res.extensions_mut().insert(StaticAnswer);
+    res
+}
+
+/// True when `h` describes a browser navigation (a document load): `Sec-Fetch-Mode:
+/// navigate`, `Sec-Fetch-Dest: document`, or an `Accept` naming `text/html` with a weight
+/// above 0 (RFC 9110 §12.5.1; a media range `*/*` does not count: `fetch()` sends that by
+/// default).
+fn is_navigation(h: &HeaderMap) -> bool {
+    let is = |name: &str, want: &str| {
+        h.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case(want))
+        })
+    };
+    is("sec-fetch-mode", "navigate")
+        || is("sec-fetch-dest", "document")
+        || h.get_all(header::ACCEPT).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',').any(|range| {
+                    let mut parts = range.split(';');
+                    parts
+                        .next()
+                        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/html"))
+                        && !parts.any(|p| {
+                            p.split_once('=').is_some_and(|(k, q)| {
+                                k.trim().eq_ignore_ascii_case("q")
+                                    && q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+                            })
+                        })
+                })
+            })
+        })
+}
+
+/// Whether a `GET`/`HEAD` for `path` that named no static file gets `spa_fallback`: a
+/// navigation, to a path whose last segment has no dot (a missing `/assets/app.js` stays a
+/// miss), outside tessera's reserved prefixes, `public_paths` and `api_prefixes`.
+fn wants_spa_fallback(config: &Config, path: &str, h: &HeaderMap) -> bool {
+    let last = path.rsplit('/').next().unwrap_or("");
+    !last.contains('.')
+        && !path.starts_with("/auth/")
+        && !path.starts_with("/.well-known/")
+        && !crate::is_own_route(path)
+        && !is_public(config, path)
+        && !config.api_prefixes.iter().any(|p| {
+            path.starts_with(p.as_str())
+                && (p.ends_with('/') || path.len() == p.len() || path.as_bytes()[p.len()] == b'/')
+        })
+        && is_navigation(h)
+}
+
+/// `spa_fallback` answered for `req` (its path rewritten to the file's), `no-cache` so a
+/// new build is picked up, `Vary` on what made it a navigation.
+async fn serve_spa_fallback(
+    state: &AppState,
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    mut req: Request,
+) -> Response {
+    let target = format!("/{}", file.to_string_lossy().trim_start_matches('/'));
+    match target.parse::<Uri>() {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(_) => return AppError::not_found().into_response(),
+    }
+    let mut res = serve_static(state, dir, req).await;
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.append(
+        header::VARY,
+        HeaderValue::from_static("Accept, Sec-Fetch-Mode, Sec-Fetch-Dest"),
+    );
+    res
 }
 
 /// Everything that is not one of tessera's own routes.
@@ -704,7 +792,12 @@ pub async fn gateway(
     if req.method() == Method::GET || req.method() == Method::HEAD {
         if let Some(dir) = &state.config.static_dir {
             if static_exists(dir, path).await {
-                return Ok(serve_static(dir, req).await);
+                return Ok(serve_static(&state, dir, req).await);
+            }
+            if let Some(file) = &state.config.spa_fallback {
+                if wants_spa_fallback(&state.config, path, req.headers()) {
+                    return Ok(serve_spa_fallback(&state, dir, file, req).await);
+                }
             }
         } else if state.demo_assets {
             if let Some(res) = assets::demo(path) {
@@ -1232,6 +1325,42 @@ mod tests {
                 assert_eq!(public_path_is_plain(&path), want, "{path}");
             }
         }
+    }
+
+    #[test]
+    fn navigations_are_told_from_api_calls() {
+        let nav = |headers: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            super::is_navigation(&h)
+        };
+        assert!(nav(&[(
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        )]));
+        assert!(nav(&[("accept", "application/json, TEXT/HTML ; q=0.5")]));
+        assert!(nav(&[("sec-fetch-mode", "navigate")]));
+        assert!(nav(&[("sec-fetch-dest", "document")]));
+        assert!(nav(&[
+            ("accept", "application/json"),
+            ("accept", "text/html")
+        ]));
+        assert!(!nav(&[]));
+        assert!(!nav(&[("accept", "*/*")]));
+        assert!(!nav(&[("accept", "text/*")]));
+        assert!(!nav(&[("accept", "application/json")]));
+        assert!(!nav(&[("accept", "text/html;q=0, application/json")]));
+        assert!(!nav(&[("accept", "text/html; q=0.000")]));
+        assert!(!nav(&[("accept", "text/htmlx")]));
+        assert!(!nav(&[
+            ("sec-fetch-mode", "cors"),
+            ("sec-fetch-dest", "empty")
+        ]));
     }
 
     #[test]

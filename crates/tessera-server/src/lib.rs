@@ -238,10 +238,16 @@ where
         .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
     h.entry(header::X_FRAME_OPTIONS)
         .or_insert(HeaderValue::from_static("DENY"));
-    h.entry(header::CONTENT_SECURITY_POLICY)
-        .or_insert(HeaderValue::from_static(
-            "default-src 'none'; frame-ancestors 'none'",
-        ));
+    // Never replaces what a handler or the upstream set (`or_insert`); files from
+    // `static_dir` carry `static_csp` (or, when it is "", deliberately none).
+    if res.extensions().get::<gateway::StaticAnswer>().is_none() {
+        res.headers_mut()
+            .entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static(
+                "default-src 'none'; frame-ancestors 'none'",
+            ));
+    }
+    let h = res.headers_mut();
     if state.tls {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,

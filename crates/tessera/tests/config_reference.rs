@@ -234,6 +234,12 @@ fn sample_value(section: &str, name: &str, dir: &Path) -> String {
         ("", "database_url") => format!("\"sqlite://{}\"", dir.join("other.db").display()),
         ("", "upstream") => "\"http://127.0.0.1:3000\"".into(),
         ("", "static_dir") => path("www"),
+        ("", "spa_fallback") => {
+            // Start-up checks it is a file under static_dir.
+            std::fs::create_dir_all(dir.join("www")).unwrap();
+            std::fs::write(dir.join("www/index.html"), "<!doctype html>").unwrap();
+            "\"index.html\"".into()
+        }
         ("tls", "cert") => path("cert.pem"),
         ("tls", "key") => path("key.pem"),
         ("tokens", "issuer") => "\"https://app.example.com\"".into(),
