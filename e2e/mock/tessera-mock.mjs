@@ -2,7 +2,7 @@
 // A stand-in for `tessera serve --demo`, for working on tessera.js and the demo
 // without the Rust server: TESSERA_BIN=e2e/mock/tessera-mock.mjs e2e/run
 //
-// It follows shared/CONTRACT.md's browser half only (cookies, CSRF rules, refresh
+// It follows docs/http-api.md's browser half only (cookies, CSRF rules, refresh
 // rotation with a grace period, the demo notes API), in memory, with a throwaway
 // self-signed certificate. It is not tessera: the suite's verdict is the real binary's.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";

@@ -3,7 +3,7 @@
 //! Purpose: decide whether one `DPoP` header value is a fresh proof of possession for one
 //! request. Pure: the request's method and URL and the time are parameters.
 //!
-//! What [`verify_proof`] checks, in order (checklist G, items 35–37):
+//! What [`verify_proof`] checks, in order (RFC 9449 §4.3, §6.1, §7):
 //! 1. the proof is at most [`MAX_PROOF_LEN`] bytes, before anything else;
 //! 2. it is one compact JWS: exactly three non-empty strict-base64url segments;
 //! 3. the header is a JSON object with exactly `typ`, `alg` and `jwk` (no `kid`, `jku`,
@@ -160,7 +160,7 @@ pub struct DpopCheck<'a> {
 
 impl fmt::Debug for DpopCheck<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The access token is a credential: never in logs (checklist 10).
+        // The access token is a credential: never in logs (RFC 6750 §5.3).
         f.debug_struct("DpopCheck")
             .field("method", &self.method)
             .field("htu", &self.htu)

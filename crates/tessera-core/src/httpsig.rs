@@ -1,5 +1,5 @@
 //! HTTP Message Signatures (RFC 9421) with `hmac-sha256`, and `Content-Digest` (RFC 9530),
-//! in tessera's profile for service clients (CONTRACT.md, checklist H).
+//! in tessera's profile for service clients (docs/http-api.md, docs/clients.md).
 //!
 //! Purpose: decide whether a request's `Signature-Input` and `Signature` fields are a
 //! fresh, authentic signature by a known client over the parts of the request that
@@ -330,7 +330,7 @@ pub fn verify_head<S: AsRef<[u8]>>(
     match secret_for(&parsed.params.keyid) {
         Some(secret) => verify(&parsed, secret.as_ref(), now, window)?,
         None => {
-            // Same work and answer as a wrong signature (checklist 40).
+            // Same work and answer as a wrong signature: key ids cannot be probed.
             let dummy = hmac::Key::new(hmac::HMAC_SHA256, &[0u8; MIN_SECRET_LEN]);
             let _ = hmac::verify(&dummy, parsed.base.as_bytes(), &parsed.signature);
             return Err(SigError::BadSignature);

@@ -1,7 +1,7 @@
 //! A bounded replay cache: remembers one-time values (DPoP `jti`s, request-signature
 //! nonces) until they could no longer be accepted anyway, and says when one comes again.
 //!
-//! Purpose: checklist items 36 and 39 — a DPoP proof or a signed request is accepted at
+//! Purpose: RFC 9449 §11.1 and RFC 9421 §7.2.2 — a DPoP proof or a signed request is accepted at
 //! most once within its validity window. Time is a parameter; there is no I/O and no
 //! background task: expired entries are dropped by the calls themselves.
 //!

@@ -1,7 +1,7 @@
 //! Who is calling: credentials from `Authorization` or cookies, verified in memory, and the
 //! CSRF rules for cookie-authenticated unsafe requests.
 //!
-//! CSRF rules (CONTRACT.md), for every request authenticated by cookie whose method is not
+//! CSRF rules (docs/http-api.md), for every request authenticated by cookie whose method is not
 //! GET, HEAD or OPTIONS:
 //! 1. `Sec-Fetch-Site` present and not `same-origin`/`none` → 403 `csrf_failed`;
 //! 2. `Origin` present and not the public origin (or an allowed CORS origin) → 403;

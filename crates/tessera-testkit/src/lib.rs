@@ -35,7 +35,7 @@ pub use jar::{Jar, SetCookie};
 pub use raw::RawResponse;
 pub use reqwest::Method;
 
-/// Tessera's cookie names (CONTRACT.md).
+/// Tessera's cookie names (docs/http-api.md).
 pub mod cookie_names {
     /// Split mode: the JWT payload segment.
     pub const CLAIMS: &str = "__Host-tessera-claims";

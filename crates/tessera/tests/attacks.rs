@@ -36,7 +36,7 @@
 //! | JWT attacks | split-cookie halves from two sessions or users | `csrf.rs::hostile_cookies_are_refused` |
 //! | JWT attacks, RFC 7519 §4 | duplicate JSON names in header and payload (also escaped) | [`jwt_duplicate_json_names_are_refused`] |
 //! | JWT attacks | huge and odd numbers: `1e400`, 2^64, negative, float, string, leading zero | [`jwt_numeric_claims_must_be_plain_unsigned_integers`] |
-//! | RFC 7519 §4.1, checklist A.6 | required claims present, no unknown claims | [`jwt_required_claims_must_be_present_and_unknown_ones_absent`] |
+//! | RFC 7519 §4.1, RFC 8725 §3.8–3.9 | required claims present, no unknown claims | [`jwt_required_claims_must_be_present_and_unknown_ones_absent`] |
 //! | RFC 8725 §3.10, ASVS V5.3 | claim strings cannot inject headers upstream or into forward-auth | [`jwt_claim_strings_cannot_inject_headers`] |
 //! | JWT attacks | expired tokens, tokens from the future (`nbf`, `iat`), bounded leeway | [`jwt_time_claims_hold_with_a_bounded_leeway`]; a genuinely expired token in `sessions.rs::expired_access_tokens_are_refused_and_refresh_revives` |
 //! | JWT attacks, ASVS V3.3.1 | replay of a logged-out token, even re-signed with a new `jti` | [`asvs_3_3_1_logged_out_tokens_cannot_be_replayed`]; cookies in `sessions.rs::logout_clears_every_cookie_and_revokes_at_once`; Bearer after `/auth/revoke` in `tokens.rs::revoke_ends_the_session_at_once` |
@@ -54,7 +54,7 @@
 //! | ASVS V3.5.3 | stateless tokens protected against tampering, enveloping, replay, null cipher and key substitution | this whole file |
 //! | ASVS V2.2.1 | anti-automation on every password entry point | [`asvs_2_2_1_login_and_token_grant_share_one_throttle`], `login.rs::repeated_failed_logins_are_throttled`, `abuse.rs::a_login_flood_gets_503_overloaded_at_once_not_a_queue` |
 //! | ASVS V2.5 | credential recovery: none in tessera; an admin reset ends every session | `ops.rs::cli_passwd_ends_the_users_sessions` |
-//! | CONTRACT "Errors" | no input gets a 5xx | every test here (`no_5xx`), `gateway.rs::malformed_input_never_gets_a_5xx` |
+//! | docs/http-api.md "Errors" | no input gets a 5xx | every test here (`no_5xx`), `gateway.rs::malformed_input_never_gets_a_5xx` |
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -80,7 +80,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const FORM: &str = "application/x-www-form-urlencoded";
 /// Where an access token is accepted: a proxied path, forward-auth, tessera's own session.
 const PATHS: [&str; 3] = ["/api/whoami", "/auth/verify", "/auth/session"];
-/// The token-size bound of CONTRACT "Tokens" ("its length and every part within bounds").
+/// The token-size bound of docs/http-api.md "Tokens" ("its length and every part within bounds").
 const MAX_TOKEN_LEN: usize = 8192;
 /// A password no built-in list refuses.
 const PASSWORD: &str = "Vq7-Lmz-pR2x-attacks";
@@ -122,7 +122,7 @@ fn split_cookies(token: &str) -> String {
 fn no_5xx(server: &Server, res: &Resp, what: &str) {
     assert!(
         res.status < 500,
-        "{what}: {} {} (CONTRACT: no input gets a 5xx)",
+        "{what}: {} {} (docs/http-api.md: no input gets a 5xx)",
         res.status,
         res.text()
     );
@@ -2072,7 +2072,7 @@ async fn asvs_3_3_3_logout_all_refuses_every_older_token_of_the_user() {
     assert!(!t.server.logs().contains("panicked"));
 }
 
-/// Every `Set-Cookie` of `res` has the attributes of CONTRACT "Browser endpoints" and
+/// Every `Set-Cookie` of `res` has the attributes of docs/http-api.md "Browser endpoints" and
 /// ASVS V3.4.1–V3.4.5, and a browser would keep it.
 #[track_caller]
 fn assert_cookie_attributes(res: &Resp, access_ttl: i64, what: &str) {

@@ -1,5 +1,5 @@
 //! Black-box: CSRF rules, `Authorization` versus cookies, and hostile cookies
-//! (CONTRACT.md "Browser endpoints", SECURITY-CHECKLIST B, C).
+//! (docs/http-api.md "Browser endpoints"; RFC 6265bis §4.1.3, Fetch Metadata).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;

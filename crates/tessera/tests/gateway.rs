@@ -1,5 +1,5 @@
 //! Black-box: the authenticating proxy, forward-auth, security headers and hostile HTTP
-//! (CONTRACT.md "Gateway", SECURITY-CHECKLIST I, J).
+//! (docs/http-api.md "Gateway"; RFC 9110 §7.6.1, RFC 9112 §6).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
@@ -816,7 +816,7 @@ async fn malformed_input_never_gets_a_5xx() {
 }
 
 #[tokio::test]
-// SECURITY-CHECKLIST 45: hyper applies RFC 9112 §6.3 to Content-Length + Transfer-Encoding
+// Request smuggling (RFC 9112 §6.1, §11.2): hyper applies RFC 9112 §6.3 to Content-Length + Transfer-Encoding
 // (chunked framing wins, Content-Length is dropped before tessera sees the request) and closes
 // the connection after answering, so no second request can be smuggled behind the body.
 async fn content_length_with_transfer_encoding_closes_the_connection() {
@@ -849,7 +849,7 @@ async fn content_length_with_transfer_encoding_closes_the_connection() {
 #[tokio::test]
 async fn forwarding_headers_from_clients_are_not_believed() {
     // No trusted proxies by default: X-Forwarded-*, Forwarded and X-Real-IP from the client
-    // are replaced (SECURITY-CHECKLIST 33, 42).
+    // are replaced (docs/security-model.md "Header hygiene").
     let server = Server::demo(BIN).await;
     let mut c = server.demo_client().await;
     let res = c
@@ -872,7 +872,7 @@ async fn forwarding_headers_from_clients_are_not_believed() {
 
 #[tokio::test]
 async fn method_override_headers_do_not_reach_the_upstream() {
-    // SECURITY-CHECKLIST 17: X-HTTP-Method-Override and friends must not turn a GET (no
+    // Method overrides: X-HTTP-Method-Override and friends must not turn a GET (no
     // CSRF check) into a write at an upstream that honours them.
     let server = Server::demo(BIN).await;
     let mut c = server.demo_client().await;

@@ -1,4 +1,4 @@
-//! Black-box: `POST /auth/login` and `GET /auth/session` (CONTRACT.md "Browser endpoints").
+//! Black-box: `POST /auth/login` and `GET /auth/session` (docs/http-api.md "Browser endpoints").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
@@ -262,7 +262,7 @@ async fn session_endpoint_describes_the_cookie_session() {
 #[tokio::test]
 async fn repeated_failed_logins_are_throttled() {
     // Documented default: `rate_limit.per_username_per_minute = 5` failed logins per
-    // username per minute before 429 `rate_limited` with `Retry-After` (CONTRACT "Errors").
+    // username per minute before 429 `rate_limited` with `Retry-After` (docs/http-api.md "Errors").
     let server = Server::demo(BIN).await;
     let mut c = server.client();
     let mut limited = None;
@@ -308,7 +308,7 @@ async fn repeated_failed_logins_are_throttled() {
 #[tokio::test]
 async fn login_attempts_are_throttled_per_client_ip_not_per_forwarded_header() {
     // Documented default: `rate_limit.per_ip_per_minute = 30`; with no trusted proxies the
-    // client IP is the socket's peer, whatever X-Forwarded-For says (SECURITY-CHECKLIST 33).
+    // client IP is the socket's peer, whatever X-Forwarded-For says (docs/configuration.md, `trusted_proxies`).
     let server = Server::demo(BIN).await;
     let mut c = server.client();
     let mut limited_at = None;

@@ -1,6 +1,6 @@
 //! Black-box: operations — health, metrics, JWKS, algorithms and cookie modes,
-//! configuration errors, and the admin CLI against a running server (CONTRACT.md
-//! "Process", "Tokens", "Gateway").
+//! configuration errors, and the admin CLI against a running server (docs/configuration.md
+//! "Command line", docs/http-api.md "Tokens", "Gateway").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Black-box: the password policy of `tessera user add` and `tessera user passwd` —
 //! common passwords (built in, case ignored) and passwords in a configured Have I Been
 //! Pwned file are refused, with a message naming the rule and never the password
-//! (NIST SP 800-63B §5.1.1.2; SECURITY-CHECKLIST F.30).
+//! (NIST SP 800-63B §5.1.1.2).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! Black-box: logout, logout-all, refresh rotation and reuse, access-token expiry
-//! (CONTRACT.md "Browser endpoints" and "Tokens").
+//! (docs/http-api.md "Browser endpoints" and "Tokens").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -351,7 +351,7 @@ async fn expired_access_tokens_are_refused_and_refresh_revives() {
 
 #[tokio::test]
 async fn grace_covers_only_the_immediate_predecessor() {
-    // SECURITY-CHECKLIST 21: a race grace of seconds, for the predecessor only. Once the
+    // RFC 9700 §4.14.2 with a race grace: seconds long, for the predecessor only. Once the
     // successor has itself been rotated, the first token is plain reuse.
     let server = Server::demo(BIN).await;
     let mut c = server.demo_client().await;

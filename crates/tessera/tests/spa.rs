@@ -1,5 +1,4 @@
-//! Black-box: the operator's own SPA served from `static_dir` (CONTRACT.md "The operator's
-//! own SPA"): `static_csp` on its files, tessera's JSON keeping `default-src 'none'`, an
+//! Black-box: the operator's own SPA served from `static_dir`: `static_csp` on its files, tessera's JSON keeping `default-src 'none'`, an
 //! upstream's own security headers kept, and `spa_fallback` for browser navigations only
 //! (docs/deployment.md "Your own SPA").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,7 +1,7 @@
 //! Black-box: the cookie-less API surface — `POST /auth/token` (RFC 6749 password and
 //! refresh_token grants), `POST /auth/revoke` (RFC 7009), DPoP-bound tokens (RFC 9449) and
-//! RFC 9421 signed service requests through the gateway (CONTRACT.md "Tokens", "Mobile and
-//! API clients", "Errors"; SECURITY-CHECKLIST.md D, G, H).
+//! RFC 9421 signed service requests through the gateway (docs/http-api.md "Tokens", "Mobile and
+//! API clients", "Errors"; RFC 6749, RFC 9449, RFC 9421).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -656,7 +656,7 @@ async fn concurrent_refreshes_within_the_grace_share_the_successor() {
     assert_eq!(res.status, 200, "{}", res.text());
 
     // Grace covers the predecessor only: once its successor has itself been rotated, the
-    // original token is a reuse (checklist 21), grace or not.
+    // original token is a reuse (RFC 9700 §4.14.2), grace or not.
     let res = refresh_grant(&mut c, &first.refresh, None).await;
     assert_oauth_error(&res, 401, "refresh_token_reused");
     let res = bearer_get(&mut c, "/api/notes", &next.access).await;
