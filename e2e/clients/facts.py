@@ -157,6 +157,8 @@ def signed(method: str, sign_url: str, body: bytes | None = None, digest: str = 
     return http.request(method, url, headers=headers, data=body if send_body is None else send_body)
 
 
+fact("the client secret is unpadded base64url of 32 bytes",
+     len(SECRET) == 32 and "=" not in os.environ["SECRET"] and "+" not in os.environ["SECRET"] and "/" not in os.environ["SECRET"])
 fact("any label, no alg parameter: accepted", signed("GET", url).status_code == 200)
 fact("a signature whose @target-uri names another origin is 401",
      signed("GET", "https://elsewhere.example/api/whoami").status_code == 401)
