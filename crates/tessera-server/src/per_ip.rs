@@ -6,7 +6,6 @@
 //! taken when the request is proxied and given back when its response body is dropped.
 
 use std::collections::hash_map::{Entry, HashMap};
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -21,7 +20,6 @@ const SHARDS: usize = 16;
 #[derive(Debug)]
 pub struct PerIp {
     limit: usize,
-    hasher: std::collections::hash_map::RandomState,
     shards: [Mutex<HashMap<IpAddr, usize>>; SHARDS],
 }
 
@@ -30,14 +28,19 @@ impl PerIp {
     pub fn new(limit: usize) -> Self {
         PerIp {
             limit,
-            hasher: std::collections::hash_map::RandomState::new(),
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
         }
     }
 
+    /// The shard of `ip`: its last byte picks it (no second hash per request; the map in
+    /// the shard hashes with its own random key, so the choice only spreads lock
+    /// contention and cannot be used to collide entries).
     fn shard(&self, ip: &IpAddr) -> &Mutex<HashMap<IpAddr, usize>> {
-        // The remainder is below SHARDS, so the cast back cannot truncate.
-        &self.shards[(self.hasher.hash_one(ip) % SHARDS as u64) as usize]
+        let last = match ip {
+            IpAddr::V4(v4) => v4.octets()[3],
+            IpAddr::V6(v6) => v6.octets()[15],
+        };
+        &self.shards[usize::from(last) % SHARDS]
     }
 
     /// A slot for `ip`, or `None` when it already holds `limit`.

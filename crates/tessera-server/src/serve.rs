@@ -212,8 +212,9 @@ struct Activity {
     open: AtomicUsize,
     /// Requests ever started.
     started: AtomicU64,
-    /// When `open` last fell to zero, in milliseconds after `base`.
-    idle_since_ms: AtomicU64,
+    /// The tick at which `open` last fell to zero (a tick count, not a clock read: the
+    /// end of a request costs no system clock read).
+    idle_since_tick: AtomicU64,
     /// The watchdog's tick counter (advanced each time it looks).
     tick: AtomicU64,
     /// Per streaming response: the tick its last frame was handed on at, or `None` while
@@ -231,7 +232,7 @@ impl Activity {
             base: Instant::now(),
             open: AtomicUsize::new(0),
             started: AtomicU64::new(0),
-            idle_since_ms: AtomicU64::new(0),
+            idle_since_tick: AtomicU64::new(0),
             tick: AtomicU64::new(0),
             waiting: Mutex::new(Vec::new()),
             header_timeout: limits.header_timeout,
@@ -258,42 +259,37 @@ impl Activity {
         u64::try_from(self.send_timeout.as_nanos().div_ceil(every)).unwrap_or(u64::MAX) + 1
     }
 
-    /// When the watchdog should look next.
-    /// When the watchdog should look next: at the next tick, or at the idle deadline if
-    /// that comes first (a request that starts meanwhile is seen at the next tick).
+    /// When the watchdog should look next: at the next tick. Before the first request
+    /// the deadline is `header_timeout` from the start, exactly; after it, a connection is
+    /// idle once `idle_timeout` worth of ticks have passed with no open request (so it is
+    /// closed between `idle_timeout` and `idle_timeout` plus one tick after its last one).
     fn next_check(&self) -> Instant {
         let now = Instant::now();
         let tick = now + self.tick_every();
-        if self.open.load(Ordering::Acquire) > 0 {
-            return tick;
+        if self.started.load(Ordering::Acquire) == 0 {
+            return (self.base + self.header_timeout).clamp(now, tick);
         }
-        let limit = if self.started.load(Ordering::Acquire) == 0 {
-            self.header_timeout
-        } else {
-            self.idle_timeout
-        };
-        let idle_since =
-            self.base + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
-        (idle_since + limit).clamp(now, tick)
+        tick
+    }
+
+    /// Ticks that make up `d`, rounded up.
+    fn ticks(&self, d: Duration) -> u64 {
+        let every = self.tick_every().as_nanos().max(1);
+        u64::try_from(d.as_nanos().div_ceil(every)).unwrap_or(u64::MAX)
     }
 
     /// Why the connection should close now, if it should; advances the tick.
     fn verdict(&self) -> Option<&'static str> {
         let tick = self.tick.fetch_add(1, Ordering::AcqRel) + 1;
         if self.open.load(Ordering::Acquire) == 0 {
-            let started = self.started.load(Ordering::Acquire) > 0;
-            let limit = if started {
-                self.idle_timeout
-            } else {
-                self.header_timeout
-            };
-            let idle_since =
-                self.base + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
-            return (Instant::now() >= idle_since + limit).then_some(if started {
-                "idle"
-            } else {
-                "no request"
-            });
+            if self.started.load(Ordering::Acquire) == 0 {
+                return (Instant::now() >= self.base + self.header_timeout).then_some("no request");
+            }
+            let since = self.idle_since_tick.load(Ordering::Acquire);
+            // One tick more than `idle_timeout` holds: the request may have ended just
+            // before the tick it recorded.
+            let idle = self.ticks(self.idle_timeout).saturating_add(1);
+            return (tick >= since.saturating_add(idle)).then_some("idle");
         }
         // A frame handed on at least `send_timeout` ago and not taken since: the client is
         // not reading.
@@ -304,10 +300,6 @@ impl Activity {
             .map(|w| w.iter().flatten().any(|&at| tick >= at.saturating_add(n)))
             .unwrap_or(false);
         stalled.then_some("client stopped reading")
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -346,7 +338,8 @@ impl Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         let a = &self.activity;
-        a.idle_since_ms.store(a.now_ms(), Ordering::Release);
+        a.idle_since_tick
+            .store(a.tick.load(Ordering::Acquire), Ordering::Release);
         a.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
