@@ -1,7 +1,7 @@
 //! The strict claims parser on the verification hot path.
 //!
 //! serde_json with `#[derive(Deserialize)]` was 30 % of a full HS256 check (see
-//! BENCHMARKS.md); this parser reads exactly the [`AccessClaims`] object and nothing
+//! bench/log/2026-11-23_to_2026-12-02.md); this parser reads exactly the [`AccessClaims`] object and nothing
 //! else, with the same verdict as the derived serde implementation on every input
 //! (a differential test below and the `access_token` fuzz target hold it to that):
 //!

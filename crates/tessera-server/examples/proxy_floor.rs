@@ -2,7 +2,7 @@
 //! forwarding every request unchanged, with no authentication, no header rewriting, no
 //! timeout and no middleware. `bench/run` puts it next to tessera and nginx. It is what
 //! tessera's proxy path was built on before tessera wrote its own HTTP/1.1 upstream client
-//! for bodiless requests (BENCHMARKS.md: this stack alone reached about 0.6–0.8 × nginx).
+//! for bodiless requests (bench/log/2026-11-23_to_2026-12-02.md: this stack alone reached about 0.6–0.8 × nginx).
 //! Not a product: it checks nothing.
 //!
 //! `proxy_floor <listen addr> <upstream host:port>`
