@@ -607,30 +607,10 @@ async fn logs_are_coloured_only_when_asked() {
 #[tokio::test]
 async fn postgres_without_tessera_tables_is_no_data() {
     use sqlx::Connection;
-    let admin = std::env::var("TESSERA_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = match sqlx::PgConnection::connect(&admin).await {
-        Ok(c) => c,
-        Err(e) => {
-            assert_ne!(
-                std::env::var("TESSERA_REQUIRE_POSTGRES").as_deref(),
-                Ok("1"),
-                "PostgreSQL required but unreachable at {admin}: {e}"
-            );
-            eprintln!("POSTGRESQL TEST DID NOT RUN: {e}");
-            return;
-        }
+    let Some(pg) = tessera_testkit::pg::fresh_database("cli").await else {
+        return;
     };
-    let name = format!("tessera_cli_{}", std::process::id());
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    let url = format!("{base}/{name}");
+    let (url, name) = (pg.url.clone(), pg.name.clone());
     let f = Folder::new(&format!("database_url = {url:?}"));
 
     let out = f.run(&["user", "list"], &[], None).await;
@@ -661,7 +641,5 @@ async fn postgres_without_tessera_tables_is_no_data() {
     f.run(&["keys", "list"], &[], None).await.assert_success();
 
     drop(db);
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await;
+    pg.drop_now().await;
 }

@@ -10,110 +10,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::Connection;
+use tessera_testkit::pg::Relay;
 use tessera_testkit::{Client, Server};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
-
-fn admin_url() -> String {
-    std::env::var("TESSERA_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh database, dropped at the end; `None` (with a loud message) if PostgreSQL is
-/// unreachable and not required.
-async fn fresh_database() -> Option<(String, String)> {
-    let admin = admin_url();
-    let mut conn = match sqlx::PgConnection::connect(&admin).await {
-        Ok(c) => c,
-        Err(e) => {
-            if std::env::var("TESSERA_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!("PostgreSQL required but unreachable at {admin}: {e}");
-            }
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "POSTGRESQL TESTS DID NOT RUN: {e}");
-            return None;
-        }
-    };
-    let name = format!("tessera_cluster_{}", std::process::id());
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    Some((name, admin))
-}
-
-async fn drop_database(admin: &str, name: &str) {
-    if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
-}
-
-/// A TCP relay to PostgreSQL that can be cut (every connection closed, new ones refused)
-/// and restored: a database outage as the nodes see it.
-struct Relay {
-    port: u16,
-    up: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    _accept: JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(target: String) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (up2, conns2) = (Arc::clone(&up), Arc::clone(&conns));
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                if !up2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let target = target.clone();
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                conns2.lock().await.push(task);
-            }
-        });
-        Relay {
-            port,
-            up,
-            conns,
-            _accept: accept,
-        }
-    }
-
-    async fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for t in self.conns.lock().await.drain(..) {
-            t.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
 
 async fn status(c: &mut Client, path: &str) -> u16 {
     c.get(path).send().await.status
@@ -137,20 +39,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_on_postgresql_share_sessions_revocations_keys_and_survive_an_outage() {
-    let Some((db, admin)) = fresh_database().await else {
+    let Some(db) = tessera_testkit::pg::fresh_database("cluster").await else {
         return;
     };
-    let pg_host = admin
-        .split_once('@')
-        .map(|(_, rest)| {
-            rest.split('/')
-                .next()
-                .unwrap_or("127.0.0.1:5432")
-                .to_owned()
-        })
-        .unwrap_or_else(|| "127.0.0.1:5432".into());
-    let relay = Relay::start(pg_host).await;
-    let url = format!("postgres://postgres@127.0.0.1:{}/{db}", relay.port);
+    let relay = Relay::start(db.host_port()).await;
+    let url = db.url_via(relay.port);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let origin = "https://app.tessera.test";
@@ -280,5 +173,5 @@ async fn two_nodes_on_postgresql_share_sessions_revocations_keys_and_survive_an_
 
     drop(a);
     drop(b);
-    drop_database(&admin, &db).await;
+    db.drop_now().await;
 }

@@ -855,40 +855,11 @@ mod forwarder {
 /// (`TESSERA_REQUIRE_POSTGRES`), the test says so and passes.
 #[tokio::test]
 async fn healthz_follows_a_store_outage_and_recovery_within_two_seconds() {
-    use sqlx::Connection;
-    let admin = std::env::var("TESSERA_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = match sqlx::PgConnection::connect(&admin).await {
-        Ok(c) => c,
-        Err(e) => {
-            assert_ne!(
-                std::env::var("TESSERA_REQUIRE_POSTGRES").as_deref(),
-                Ok("1"),
-                "PostgreSQL required but unreachable at {admin}: {e}"
-            );
-            eprintln!("POSTGRESQL TEST DID NOT RUN: {e}");
-            return;
-        }
+    let Some(pg) = tessera_testkit::pg::fresh_database("healthz").await else {
+        return;
     };
-    let name = format!("tessera_healthz_{}", std::process::id());
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let target = {
-        let rest = admin.split_once('@').map_or(admin.as_str(), |(_, r)| r);
-        rest.split('/').next().unwrap().to_owned()
-    };
-    let fwd = forwarder::Forwarder::start(target).await;
-    let user = admin
-        .split_once("://")
-        .and_then(|(_, r)| r.split_once('@'))
-        .map_or("postgres", |(u, _)| u)
-        .to_owned();
-    let url = format!("postgres://{user}@127.0.0.1:{}/{name}", fwd.port);
+    let fwd = forwarder::Forwarder::start(pg.host_port()).await;
+    let url = pg.url_via(fwd.port);
     let server = Server::builder(BIN)
         .demo(false)
         .database_url(&url)
@@ -949,7 +920,5 @@ async fn healthz_follows_a_store_outage_and_recovery_within_two_seconds() {
         );
     }
     drop(server);
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await;
+    pg.drop_now().await;
 }
