@@ -229,25 +229,27 @@ fn segments(token: &str) -> (String, String, String) {
     (h, p, s)
 }
 
+/// The claims tessera issues, all required, in the order its signer writes them.
+const CLAIM_NAMES: [&str; 11] = [
+    "iss",
+    "aud",
+    "sub",
+    "sid",
+    "iat",
+    "nbf",
+    "exp",
+    "jti",
+    "roles",
+    "username",
+    "client_id",
+];
+
 /// A claims object as JSON text, member by member, from a genuine token's claims `base`:
 /// `set` replaces members by raw JSON text (`None` leaves the member out; names tessera
 /// does not issue are added), `extra` is appended raw before the closing brace.
 fn claims_text(base: &Value, set: &[(&str, Option<&str>)], extra: &str) -> String {
-    const ORDER: [&str; 11] = [
-        "iss",
-        "aud",
-        "sub",
-        "sid",
-        "iat",
-        "nbf",
-        "exp",
-        "jti",
-        "roles",
-        "username",
-        "client_id",
-    ];
     let mut members = Vec::new();
-    for name in ORDER {
+    for name in CLAIM_NAMES {
         match set.iter().find(|(n, _)| *n == name) {
             Some((_, None)) => {}
             Some((_, Some(raw))) => members.push(format!("\"{name}\":{raw}")),
@@ -255,7 +257,7 @@ fn claims_text(base: &Value, set: &[(&str, Option<&str>)], extra: &str) -> Strin
         }
     }
     for (name, raw) in set {
-        if let (false, Some(raw)) = (ORDER.contains(name), raw) {
+        if let (false, Some(raw)) = (CLAIM_NAMES.contains(name), raw) {
             members.push(format!("\"{name}\":{raw}"));
         }
     }
@@ -1693,19 +1695,7 @@ async fn jwt_numeric_claims_must_be_plain_unsigned_integers() {
 #[tokio::test]
 async fn jwt_required_claims_must_be_present_and_unknown_ones_absent() {
     let t = Target::demo().await;
-    for name in [
-        "iss",
-        "aud",
-        "sub",
-        "sid",
-        "iat",
-        "nbf",
-        "exp",
-        "jti",
-        "roles",
-        "username",
-        "client_id",
-    ] {
+    for name in CLAIM_NAMES {
         let token = t.forger.sign(&t.claims_with(&[(name, None)], ""));
         assert_refused(&t.server, &token, &format!("no {name}")).await;
         let token = t.forger.sign(&t.claims_with(&[(name, Some("null"))], ""));
