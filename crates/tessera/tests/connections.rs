@@ -122,6 +122,16 @@ async fn upstream_connection(s: &mut TcpStream) -> std::io::Result<()> {
                     s.write_all(&chunk).await?;
                 }
             }
+            "/pub/close" => {
+                // An answer after which the upstream closes: never pooled.
+                let body = "closing";
+                let res = format!(
+                    "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(res.as_bytes()).await?;
+                return Ok(());
+            }
             _ => {
                 let body = format!("answer for {path}");
                 let res = format!(
@@ -458,6 +468,7 @@ async fn silent_and_idle_connections_are_closed_and_a_client_is_served_meanwhile
 async fn clients_that_stop_reading_give_back_their_upstream_connections() {
     let up = upstream().await;
     let server = start(&up, "send_timeout = \"1s\"").await;
+    let rss_before = rss_kib(&server);
     let mut stalled = Vec::new();
     for _ in 0..40 {
         let mut s = TcpStream::connect(server.addr).await.unwrap();
@@ -474,6 +485,11 @@ async fn clients_that_stop_reading_give_back_their_upstream_connections() {
         held, 40,
         "every stalled answer holds an upstream connection"
     );
+    // While they stall: a legitimate client (another address) is served at once, and
+    // the node's memory stays bounded (the answers wait in socket buffers, not in it).
+    let (status, worst) = timed_get(&server, [127, 0, 0, 2], "/pub/close").await;
+    assert_eq!(status, 200);
+    let rss_during = rss_kib(&server);
     let t = Instant::now();
     while up.open.load(Ordering::SeqCst) > 0 && t.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -481,7 +497,16 @@ async fn clients_that_stop_reading_give_back_their_upstream_connections() {
     let freed_after = t.elapsed();
     let left = up.open.load(Ordering::SeqCst);
     println!(
-        "40 stalled readers held {held} upstream connections; {left} left after {freed_after:?}"
+        "40 stalled readers held {held} upstream connections; {left} left after {freed_after:?}; \
+         a legitimate request meanwhile took {worst:?}; RSS {rss_before} KiB before, {rss_during} KiB during"
+    );
+    assert!(
+        worst < Duration::from_secs(1),
+        "legitimate request took {worst:?}"
+    );
+    assert!(
+        rss_during < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} to {rss_during} KiB"
     );
     assert_eq!(
         left, 0,
