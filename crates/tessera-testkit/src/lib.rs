@@ -75,6 +75,20 @@ pub fn b64url_decode_json(s: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&b64url_decode(s)?).ok()
 }
 
+/// Waits until `check` holds (asked every 5 ms) or `limit` passes: how long it took.
+/// For state another process owns (a node's view of the store, its logs), which a test
+/// can only observe; what tessera decides by time is tested with a manual clock instead.
+pub async fn until(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
 /// The last `n` lines of `text`.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();

@@ -13,23 +13,12 @@
 use std::time::{Duration, Instant};
 
 use tessera_testkit::pg::Relay;
-use tessera_testkit::{Client, Server};
+use tessera_testkit::{until, Client, Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
 async fn status(c: &mut Client, path: &str) -> u16 {
     c.get(path).send().await.status
-}
-
-async fn until(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    None
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

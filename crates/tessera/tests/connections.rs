@@ -36,6 +36,30 @@ struct Upstream {
     addr: SocketAddr,
     open: Arc<AtomicUsize>,
     accepted: Arc<AtomicUsize>,
+    /// Told whenever `open` or `accepted` changes.
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Upstream {
+    /// Waits (at most `limit`) until `check` holds of the open and accepted counts,
+    /// woken by each change rather than polling; the time it took.
+    async fn wait(&self, limit: Duration, check: impl Fn(usize, usize) -> bool) -> Duration {
+        let t = Instant::now();
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.changed.notified();
+                if check(
+                    self.open.load(Ordering::SeqCst),
+                    self.accepted.load(Ordering::SeqCst),
+                ) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        t.elapsed()
+    }
 }
 
 async fn upstream() -> Upstream {
@@ -43,7 +67,12 @@ async fn upstream() -> Upstream {
     let addr = listener.local_addr().unwrap();
     let open = Arc::new(AtomicUsize::new(0));
     let accepted = Arc::new(AtomicUsize::new(0));
-    let (o, a) = (Arc::clone(&open), Arc::clone(&accepted));
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let (o, a, n) = (
+        Arc::clone(&open),
+        Arc::clone(&accepted),
+        Arc::clone(&changed),
+    );
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = listener.accept().await else {
@@ -51,10 +80,12 @@ async fn upstream() -> Upstream {
             };
             a.fetch_add(1, Ordering::SeqCst);
             o.fetch_add(1, Ordering::SeqCst);
-            let o = Arc::clone(&o);
+            n.notify_waiters();
+            let (o, n) = (Arc::clone(&o), Arc::clone(&n));
             tokio::spawn(async move {
                 let _ = upstream_connection(&mut s).await;
                 o.fetch_sub(1, Ordering::SeqCst);
+                n.notify_waiters();
             });
         }
     });
@@ -62,6 +93,7 @@ async fn upstream() -> Upstream {
         addr,
         open,
         accepted,
+        changed,
     }
 }
 
@@ -476,10 +508,8 @@ async fn clients_that_stop_reading_give_back_their_upstream_connections() {
         stalled.push(s);
     }
     // Wait (boundedly) for the upstream to see all of them.
-    let t = Instant::now();
-    while up.accepted.load(Ordering::SeqCst) < 40 && t.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    up.wait(Duration::from_secs(5), |_, accepted| accepted >= 40)
+        .await;
     let held = up.open.load(Ordering::SeqCst);
     assert_eq!(
         held, 40,
@@ -490,11 +520,7 @@ async fn clients_that_stop_reading_give_back_their_upstream_connections() {
     let (status, worst) = timed_get(&server, [127, 0, 0, 2], "/pub/close").await;
     assert_eq!(status, 200);
     let rss_during = rss_kib(&server);
-    let t = Instant::now();
-    while up.open.load(Ordering::SeqCst) > 0 && t.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let freed_after = t.elapsed();
+    let freed_after = up.wait(Duration::from_secs(10), |open, _| open == 0).await;
     let left = up.open.load(Ordering::SeqCst);
     println!(
         "40 stalled readers held {held} upstream connections; {left} left after {freed_after:?}; \
@@ -543,10 +569,7 @@ async fn http2_clients_that_never_open_their_window_give_back_their_upstream_con
             .unwrap();
         conns.push(s);
     }
-    let t = Instant::now();
-    while up.open.load(Ordering::SeqCst) < 10 && t.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    up.wait(Duration::from_secs(5), |open, _| open >= 10).await;
     let held = up.open.load(Ordering::SeqCst);
     assert_eq!(
         held, 10,
@@ -559,9 +582,7 @@ async fn http2_clients_that_never_open_their_window_give_back_their_upstream_con
             "an HTTP/2 connection with a stalled stream stayed open"
         );
     }
-    while up.open.load(Ordering::SeqCst) > 0 && t.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    up.wait(Duration::from_secs(10), |open, _| open == 0).await;
     let left = up.open.load(Ordering::SeqCst);
     println!(
         "10 HTTP/2 streams with window 0 held {held} upstream connections; {left} left after {:?}",
@@ -582,10 +603,7 @@ async fn one_client_ip_holds_at_most_max_upstream_per_ip() {
         s.write_all(&get(server.addr, "/pub/big")).await.unwrap();
         held.push(s);
     }
-    let t = Instant::now();
-    while up.open.load(Ordering::SeqCst) < 5 && t.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    up.wait(Duration::from_secs(5), |open, _| open >= 5).await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(&get(server.addr, "/pub/ok")).await.unwrap();
     let (status, head, body) = read_answer(&mut s, &mut Vec::new()).await;
@@ -596,22 +614,19 @@ async fn one_client_ip_holds_at_most_max_upstream_per_ip() {
     );
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"], "rate_limited");
-    let (status, _) = timed_get(&server, [127, 0, 0, 3], "/pub/ok").await;
+    let (status, _) = timed_get(&server, [127, 0, 0, 3], "/pub/close").await;
     assert_eq!(status, 200, "another client IP is not limited");
-    // A held answer given up frees its slot.
+    // A held answer given up frees its slot: once its upstream connection is dropped,
+    // the next request from that IP is served.
     drop(held.pop());
-    let t = Instant::now();
-    loop {
-        let (status, _) = timed_get(&server, [127, 0, 0, 1], "/pub/ok").await;
-        if status == 200 {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the slot was not given back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    up.wait(Duration::from_secs(5), |open, _| open <= 4).await;
+    assert_eq!(
+        up.open.load(Ordering::SeqCst),
+        4,
+        "the slot was not given back"
+    );
+    let (status, _) = timed_get(&server, [127, 0, 0, 1], "/pub/close").await;
+    assert_eq!(status, 200);
 }
 
 /// A body that stops arriving ends in 408 `request_timeout` after `body_timeout`: on the
