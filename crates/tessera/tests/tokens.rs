@@ -1591,6 +1591,17 @@ async fn garbage_to_token_and_revoke_gets_4xx_json() {
     assert_tokens(&res, "Bearer");
 }
 
+/// `GET /api/whoami` with a DPoP-bound token and its proof, sent with `Host: host`.
+async fn whoami_via(c: &mut Client, host: &str, access: &str, proof: &str) -> Resp {
+    c.get("/api/whoami")
+        .no_cookies()
+        .header("host", host)
+        .header("authorization", &format!("DPoP {access}"))
+        .header("dpop", proof)
+        .send()
+        .await
+}
+
 /// A request that reaches tessera under one of its `origin_aliases` (here
 /// `https://localhost:8443`, sent as `Host`) may carry a DPoP proof and a request
 /// signature naming that origin; without the alias, or for a name that is not one of
@@ -1606,8 +1617,26 @@ async fn proofs_and_signatures_may_name_an_origin_alias() {
         };
         let server = Server::builder(BIN).config(&config).start().await;
         let svc = add_client(&server, "svc1").await;
-        tokio::time::sleep(Duration::from_millis(1100)).await;
         let mut c = server.client();
+        // The node picks the new client up at its next table load (at most one a second
+        // on misses): wait for a request signed over the public origin to pass.
+        let loaded = tessera_testkit::until(Duration::from_secs(5), async || {
+            let h = sign(
+                &server,
+                &svc,
+                "GET",
+                "/api/whoami",
+                None,
+                now(),
+                &fresh_id(),
+            );
+            send_with(&mut c, Method::GET, "/api/whoami", &h, None)
+                .await
+                .status
+                == 200
+        })
+        .await;
+        assert!(loaded.is_some(), "the new client never verified");
         let key = DpopKey::generate(DpopAlg::EdDSA).unwrap();
         let bound = assert_tokens(&password_grant(&server, &mut c, Some(&key)).await, "DPoP");
         let access = bound.access.as_str();
@@ -1623,14 +1652,7 @@ async fn proofs_and_signatures_may_name_an_origin_alias() {
                 None,
             )
             .unwrap();
-        let res = c
-            .get("/api/whoami")
-            .no_cookies()
-            .header("host", host)
-            .header("authorization", &format!("DPoP {access}"))
-            .header("dpop", &proof)
-            .send()
-            .await;
+        let res = whoami_via(&mut c, host, access, &proof).await;
         if aliased {
             assert_eq!(res.status, 200, "proof naming the alias: {}", res.text());
         } else {
@@ -1639,14 +1661,7 @@ async fn proofs_and_signatures_may_name_an_origin_alias() {
         // The public origin's name is not the URI of a request that came to the alias.
         if aliased {
             let proof = api_proof(&server, &key, "GET", "/api/whoami", Some(access));
-            let res = c
-                .get("/api/whoami")
-                .no_cookies()
-                .header("host", host)
-                .header("authorization", &format!("DPoP {access}"))
-                .header("dpop", &proof)
-                .send()
-                .await;
+            let res = whoami_via(&mut c, host, access, &proof).await;
             assert_refused(&res, "proof naming public_origin on a request to the alias");
         }
         // A name that is not tessera's, in the proof and in Host alike.
@@ -1660,14 +1675,7 @@ async fn proofs_and_signatures_may_name_an_origin_alias() {
                 None,
             )
             .unwrap();
-        let res = c
-            .get("/api/whoami")
-            .no_cookies()
-            .header("host", "evil.example")
-            .header("authorization", &format!("DPoP {access}"))
-            .header("dpop", &proof)
-            .send()
-            .await;
+        let res = whoami_via(&mut c, "evil.example", access, &proof).await;
         assert_refused(&res, "proof and Host naming another server");
 
         // A request signature over the alias's target URI.
