@@ -37,7 +37,7 @@ use tessera_core::{
     b64, AccessClaims, Algorithm, Denylist, KeyRing, SessionId, SigningKey, TokenError, TokenParts,
     UnixTime, UserId, Verifier, VerifyCache,
 };
-use tessera_server::cookies;
+use tessera_server::http::cookies;
 
 /// The fixed inputs every target verifies against. The seed corpora are made with them.
 pub mod fixtures {

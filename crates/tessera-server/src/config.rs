@@ -428,14 +428,6 @@ impl Default for PasswordConfig {
 }
 
 impl PasswordConfig {
-    /// The hashing threads' scheduling.
-    pub fn hash_priority(&self) -> crate::hashing::Priority {
-        match self.worker_priority {
-            WorkerPriority::Idle => crate::hashing::Priority::Idle,
-            WorkerPriority::Nice => crate::hashing::Priority::Nice(self.worker_nice),
-        }
-    }
-
     /// The Argon2 parameters.
     pub fn params(&self) -> tessera_core::password::HashParams {
         tessera_core::password::HashParams {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tessera_core::{Clock, MasterKey, SystemClock};
+use tessera_server::cluster::keys::{self, KeysError};
 use tessera_server::config::Config;
-use tessera_server::keys::{self, KeysError};
 use tessera_store::Store;
 
 use crate::{fail, Failure};

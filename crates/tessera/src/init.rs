@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use tessera_core::{Clock, SystemClock};
-use tessera_server::keys;
-use tessera_server::state::key_schedule;
+use tessera_server::cluster::keys;
+use tessera_server::key_schedule;
 
 use crate::data::{self, shown, MasterSource, Place};
 use crate::{config, fail, Failure};

@@ -2,6 +2,7 @@
 
 mod config;
 mod data;
+mod demo;
 mod init;
 
 use std::io::{BufRead, IsTerminal};
@@ -15,9 +16,10 @@ use tessera_core::password_policy::{
     BreachedList, BreachedListError, PasswordPolicy, PolicyViolation,
 };
 use tessera_core::{Clock, SystemClock, UserId};
+use tessera_server::cluster::keys;
 use tessera_server::config::{Config, LogFormat, TlsMode};
-use tessera_server::state::key_schedule;
-use tessera_server::{keys, AppState, StateParts};
+use tessera_server::key_schedule;
+use tessera_server::{AppState, StateParts};
 use tessera_store::{Store, StoreError, User};
 
 #[derive(Parser)]
@@ -384,24 +386,25 @@ async fn serve(
                 .to_owned()
         })
         .unwrap_or_default();
-    let tls = tessera_server::tls::server_config(&config.tls, &config.data_dir, &[origin_host])
-        .map_err(|m| Failure {
-            code: 2,
-            message: format!("configuration key `tls`: {m}"),
-        })?;
+    let tls =
+        tessera_server::http::tls::server_config(&config.tls, &config.data_dir, &[origin_host])
+            .map_err(|m| Failure {
+                code: 2,
+                message: format!("configuration key `tls`: {m}"),
+            })?;
 
     let mut upstream = None;
     let mut demo_credentials = None;
     if demo {
         if config.upstream.is_none() {
             upstream = Some(
-                tessera_server::demo::spawn_api()
+                demo::spawn_api()
                     .await
                     .map_err(|e| fail(format!("demo API: {e}")))?,
             );
         }
         demo_credentials = Some(
-            tessera_server::demo::ensure_demo_user(
+            demo::ensure_demo_user(
                 store.as_ref(),
                 &config.data_dir,
                 config.passwords.params(),
@@ -423,7 +426,7 @@ async fn serve(
     })
     .await
     .map_err(|e| fail(e.to_string()))?;
-    tessera_server::sync::spawn(Arc::clone(&state));
+    tessera_server::spawn_background(Arc::clone(&state));
     let app = tessera_server::App::new(Arc::clone(&state));
     if let Some((user, password)) = demo_credentials {
         println!("demo user: {user}  password: {password}");
@@ -431,7 +434,8 @@ async fn serve(
     }
     println!("listening on {scheme}://{addr}");
     tracing::info!(%addr, %public_origin, "tessera started");
-    tessera_server::serve::run(listener, app, tls, config.limits.clone(), shutdown_signal()).await;
+    tessera_server::http::serve::run(listener, app, tls, config.limits.clone(), shutdown_signal())
+        .await;
     Ok(())
 }
 
@@ -736,8 +740,13 @@ async fn client_cmd(command: ClientCommand, file: Option<&Path>) -> Result<(), F
                 return Err(fail("client name: 1 to 64 of A-Z a-z 0-9 . _ @ -"));
             }
             let master = data::admin_master_key(&config, store.as_ref()).await?;
-            match tessera_server::clients::add(store.as_ref(), &master, &name, SystemClock.now())
-                .await
+            match tessera_server::auth::clients::add(
+                store.as_ref(),
+                &master,
+                &name,
+                SystemClock.now(),
+            )
+            .await
             {
                 Ok((client, secret)) => {
                     println!("client: {name}");

@@ -438,7 +438,7 @@ mod seeds {
     }
 
     pub fn cookie_header() {
-        use tessera_server::cookies::{ACCESS, CLAIMS, CSRF, REFRESH, SIG};
+        use tessera_server::http::cookies::{ACCESS, CLAIMS, CSRF, REFRESH, SIG};
         let w = Writer::new("cookie_header");
         let hs = hs_ring();
         let token = sign(&hs, &claims());

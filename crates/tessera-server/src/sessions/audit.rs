@@ -1,17 +1,14 @@
 //! Security events: written to the log and, without blocking the answer, to the store.
 //! Never a password, token or key: only who, when, from where, and which session.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderMap};
 use tessera_store::AuditEvent;
 
+use crate::http::peer::{client_ip, PeerAddr};
 use crate::state::AppState;
-
-/// The TCP peer of a connection, put into request extensions by the server loop.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
 
 /// Where a request came from.
 #[derive(Debug, Clone, Default)]
@@ -20,34 +17,6 @@ pub struct Origin {
     pub ip: Option<IpAddr>,
     /// User agent, truncated to 256 bytes.
     pub user_agent: Option<String>,
-}
-
-/// The client IP: the socket peer, unless the peer is a trusted proxy, in which case the
-/// rightmost `X-Forwarded-For` hop that is not itself a trusted proxy.
-pub fn client_ip(state: &AppState, peer: Option<PeerAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-    let peer_ip = peer?.0.ip();
-    let trusted = &state.config.trusted_proxies;
-    if !trusted.contains(&peer_ip) {
-        return Some(peer_ip);
-    }
-    let mut hops: Vec<IpAddr> = Vec::new();
-    for v in headers.get_all("x-forwarded-for") {
-        let Ok(s) = v.to_str() else {
-            return Some(peer_ip);
-        };
-        for part in s.split(',') {
-            match part.trim().parse::<IpAddr>() {
-                Ok(ip) => hops.push(ip),
-                Err(_) => return Some(peer_ip),
-            }
-        }
-    }
-    Some(
-        hops.into_iter()
-            .rev()
-            .find(|ip| !trusted.contains(ip))
-            .unwrap_or(peer_ip),
-    )
 }
 
 /// The request's origin for audit and rate limiting.

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use tessera_core::dpop::{normalize_htu, verify_proof, DpopCheck};
 use tessera_store::ReplayKind;
 
-use crate::error::AppError;
+use crate::http::error::AppError;
 use crate::state::AppState;
 
 fn invalid_proof(why: &'static str) -> AppError {
@@ -31,18 +31,18 @@ fn proof_header(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
 }
 
 /// The URL a proof must name for `path` on this server, reached as `headers` say
-/// ([`crate::auth::request_origin`]).
+/// ([`crate::auth::csrf::request_origin`]).
 pub fn htu_for(state: &AppState, headers: &HeaderMap, path: &str) -> Option<String> {
     normalize_htu(&format!(
         "{}{}",
-        crate::auth::request_origin(state, headers),
+        crate::auth::csrf::request_origin(state, headers),
         path
     ))
 }
 
 /// Verifies a proof for `method` on `path` (and `access_token`, whose hash it must carry),
 /// claims its `jti` on this node and, with `dpop.shared_replay`, in the store for every
-/// node ([`crate::sync::claim_once`]), and returns the key thumbprint. A proof seen before
+/// node ([`crate::cluster::sync::claim_once`]), and returns the key thumbprint. A proof seen before
 /// anywhere is 401 `invalid_dpop_proof`; a store that cannot say is 503 `unavailable`.
 pub async fn check_proof(
     state: &AppState,
@@ -71,9 +71,11 @@ pub async fn check_proof(
     })?;
     let key = p.replay_key();
     let expires = p.replay_expires(&check);
-    match crate::sync::claim_once(state, ReplayKind::Dpop, &key, expires).await {
+    match crate::cluster::sync::claim_once(state, ReplayKind::Dpop, &key, expires).await {
         Ok(()) => Ok(Some(p.jkt)),
-        Err(crate::sync::ClaimError::Unavailable(detail)) => Err(AppError::unavailable(detail)),
+        Err(crate::cluster::sync::ClaimError::Unavailable(detail)) => {
+            Err(AppError::unavailable(detail))
+        }
         Err(e) => {
             tracing::debug!(reason = ?e, "DPoP proof refused");
             Err(invalid_proof("DPoP proof refused"))

@@ -57,7 +57,8 @@ impl PerIp {
         })
     }
 
-    /// Slots `ip` holds now.
+    /// Slots `ip` holds now (for tests).
+    #[cfg(test)]
     pub fn held(&self, ip: IpAddr) -> usize {
         self.shard(&ip)
             .lock()

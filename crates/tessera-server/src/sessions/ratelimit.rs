@@ -13,7 +13,7 @@
 //!   an IP address proves nothing. Each device has a failure bucket of its own, of the
 //!   same size, so a stolen device token buys no more guesses than the limit.
 //! * Across nodes the per-username failures also count in the store (see
-//!   `routes::check_password`): N nodes do not give an attacker N budgets.
+//!   `sessions::password::check_password`): N nodes do not give an attacker N budgets.
 //!
 //! Memory is bounded: at most `MAX_ENTRIES` keys per table; idle, full buckets are
 //! dropped first.

@@ -540,7 +540,7 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Parsed, UpstreamError> {
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
         // Hop-by-hop fields end here; framing was read from them above.
-        if crate::gateway::is_hop_by_hop(name.as_str()) || listed(h.name) {
+        if crate::upstream::headers::is_hop_by_hop(name.as_str()) || listed(h.name) {
             continue;
         }
         // `h.value` lies within `buf[..n]`, so its offset there is its offset in `shared`.

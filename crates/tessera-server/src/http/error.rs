@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::cookies;
+use crate::http::cookies;
 
 /// An error answer: `{"error": code, "message": text}` (or the RFC 6749 shape).
 #[derive(Debug, Clone)]

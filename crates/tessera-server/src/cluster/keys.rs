@@ -227,3 +227,13 @@ pub async fn rotate_now(
     tracing::info!(kid = key.kid(), "rotated signing key");
     Ok(key.kid().to_owned())
 }
+
+/// The key schedule from the configuration.
+pub fn schedule(config: &crate::config::Config) -> KeySchedule {
+    KeySchedule {
+        alg: config.tokens.algorithm,
+        rotate_every: config.tokens.rotate_every.as_secs(),
+        prepublish: config.tokens.prepublish.as_secs(),
+        token_life: config.tokens.access_ttl.as_secs() + config.tokens.leeway.as_secs() + 1,
+    }
+}

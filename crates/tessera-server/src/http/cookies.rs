@@ -3,7 +3,7 @@
 use axum::http::{header, HeaderMap, HeaderValue};
 
 use crate::config::CookieMode;
-use crate::error::AppError;
+use crate::http::error::AppError;
 
 /// Split mode: the JWT payload segment, readable by script.
 pub const CLAIMS: &str = "__Host-tessera-claims";

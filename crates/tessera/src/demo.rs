@@ -68,7 +68,7 @@ async fn add_note(
         return unauthenticated();
     };
     // JSON only: text/plain and forms are what cross-site pages can send without CORS.
-    if !crate::routes::content_type_is(&headers, "application/json") {
+    if !tessera_server::http::body::content_type_is(&headers, "application/json") {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Json(json!({"error": "unsupported_media_type", "message": "send application/json"})),
@@ -185,7 +185,7 @@ pub async fn ensure_demo_user(
         }
     }
     let _ = std::fs::remove_file(&pw_file);
-    crate::fsutil::write_private(&pw_file, password.as_bytes())
+    tessera_server::fsutil::write_private(&pw_file, password.as_bytes())
         .map_err(|e| format!("{}: {e}", pw_file.display()))?;
     Ok((username, password))
 }

@@ -4,15 +4,15 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 /// The browser client library.
-pub const TESSERA_JS: &str = include_str!("../../../web/tessera.js");
+pub const TESSERA_JS: &str = include_str!("../../../../web/tessera.js");
 /// The OpenAPI 3.1 description of every endpoint (hand-kept; a black-box test checks it
 /// against real responses).
-pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+pub const OPENAPI_JSON: &str = include_str!("../../../../docs/openapi.json");
 /// Its TypeScript declarations.
-pub const TESSERA_DTS: &str = include_str!("../../../web/tessera.d.ts");
-const INDEX_HTML: &str = include_str!("../../../web/demo/index.html");
-const APP_JS: &str = include_str!("../../../web/demo/app.js");
-const STYLE_CSS: &str = include_str!("../../../web/demo/style.css");
+pub const TESSERA_DTS: &str = include_str!("../../../../web/tessera.d.ts");
+const INDEX_HTML: &str = include_str!("../../../../web/demo/index.html");
+const APP_JS: &str = include_str!("../../../../web/demo/app.js");
+const STYLE_CSS: &str = include_str!("../../../../web/demo/style.css");
 
 /// The demo SPA's Content-Security-Policy: nothing inline, nothing foreign.
 pub const DEMO_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";

@@ -27,6 +27,16 @@ pub enum Priority {
     Nice(i32),
 }
 
+impl Priority {
+    /// The scheduling `passwords.worker_priority` and `passwords.worker_nice` ask for.
+    pub fn of(config: &crate::config::PasswordConfig) -> Priority {
+        match config.worker_priority {
+            crate::config::WorkerPriority::Idle => Priority::Idle,
+            crate::config::WorkerPriority::Nice => Priority::Nice(config.worker_nice),
+        }
+    }
+}
+
 /// The hashing pool.
 #[derive(Clone)]
 pub struct HashPool {

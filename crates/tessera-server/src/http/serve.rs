@@ -39,7 +39,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::LimitsConfig;
-use crate::MAX_URI_BYTES;
+use crate::http::middleware::MAX_URI_BYTES;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits up to
 /// `limits.shutdown_grace` for open requests.

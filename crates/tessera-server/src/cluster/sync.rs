@@ -9,8 +9,8 @@ use std::time::Duration;
 use tessera_core::UnixTime;
 use tessera_store::{ReplayKind, RevocationTarget, StoreError};
 
-use crate::keys;
-use crate::state::{key_schedule, AppState};
+use crate::cluster::keys;
+use crate::state::AppState;
 
 /// How many feed ids before the cursor are read again on each pull.
 const FEED_OVERLAP: i64 = 200;
@@ -166,7 +166,7 @@ pub async fn refresh_keys(state: &AppState) -> Result<(), keys::KeysError> {
     keys::ensure_keys(
         state.store.as_ref(),
         &state.master,
-        key_schedule(&state.config),
+        keys::schedule(&state.config),
         now,
     )
     .await?;
@@ -299,9 +299,6 @@ pub fn spawn(state: Arc<AppState>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = crate::clients::reload(&state).await {
-                tracing::debug!(error = %e, "client reload failed");
-            }
             if let Err(e) = refresh_keys(&state).await {
                 crate::metrics::inc(&state.metrics.store_errors);
                 tracing::warn!(error = %e, "key refresh failed; keeping the current keys");

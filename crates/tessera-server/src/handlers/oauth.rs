@@ -12,12 +12,13 @@ use axum::Json;
 use serde_json::json;
 use tessera_core::refresh;
 
-use crate::audit::{self, Event, PeerAddr};
-use crate::error::AppError;
+use crate::http::body::{content_type_is, read_body, AUTH_BODY_LIMIT};
+use crate::http::error::AppError;
+use crate::http::peer::PeerAddr;
 use crate::metrics::inc;
-use crate::routes::{
-    self, check_password, content_type_is, read_body, PasswordCheck, RefreshResult, AUTH_BODY_LIMIT,
-};
+use crate::sessions::audit::{self, Event};
+use crate::sessions::password::{check_password, issue_device_token, PasswordCheck};
+use crate::sessions::{self, Grant, RefreshResult};
 use crate::state::AppState;
 
 type AppResult<T> = Result<T, AppError>;
@@ -103,7 +104,7 @@ async fn params(headers: &HeaderMap, body: axum::body::Body) -> AppResult<HashMa
 /// The RFC 6749 §5.1 answer; a password grant also carries `device_token`, the proof of
 /// this device to send (as `device_token`) with the next password grant, which lifts the
 /// per-username login limit for it (`ratelimit`).
-fn token_response(state: &AppState, grant: &routes::Grant, device: Option<&str>) -> Response {
+fn token_response(state: &AppState, grant: &Grant, device: Option<&str>) -> Response {
     let token_type = if grant.claims.cnf.is_some() {
         "DPoP"
     } else {
@@ -134,7 +135,7 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
         &parts.headers,
     );
     let p = params(&parts.headers, body).await?;
-    let binding = crate::dpop::token_request_binding(&state, &parts).await?;
+    let binding = crate::auth::dpop::token_request_binding(&state, &parts).await?;
     match p.get("grant_type").map(String::as_str) {
         None => Err(invalid_request("grant_type is required")),
         Some("password") => {
@@ -162,10 +163,10 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
                     return Err(invalid_grant("wrong username or password"));
                 }
             };
-            let (_, grant) = routes::start_session(&state, &user, "api", binding, &origin)
+            let (_, grant) = sessions::start_session(&state, &user, "api", binding, &origin)
                 .await
                 .map_err(oauth_shape)?;
-            let device = routes::issue_device_token(&state, username, presented);
+            let device = issue_device_token(&state, username, presented);
             Ok(token_response(&state, &grant, Some(&device)))
         }
         Some("refresh_token") => {
@@ -193,7 +194,7 @@ pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResul
                     "a DPoP proof by the key this token is bound to is required",
                 ));
             }
-            match routes::rotate(&state, token, &origin, "token endpoint")
+            match sessions::rotate(&state, token, &origin, "token endpoint")
                 .await
                 .map_err(oauth_shape)?
             {
@@ -247,7 +248,7 @@ pub async fn revoke(State(state): State<Arc<AppState>>, req: Request) -> AppResu
             .and_then(|v| v.claims().session_id())
     };
     if let Some(sid) = sid {
-        routes::revoke_session(&state, sid)
+        sessions::revoke_session(&state, sid)
             .await
             .map_err(oauth_shape)?;
         audit::record(
@@ -265,4 +266,29 @@ pub async fn revoke(State(state): State<Arc<AppState>>, req: Request) -> AppResu
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
+}
+/// `GET /.well-known/oauth-authorization-server`: RFC 8414 metadata for OAuth client
+/// libraries — the token issuer, the token, revocation and key endpoints, and what they
+/// accept. Tessera has no authorization endpoint (no redirect flows: its clients are the
+/// same-origin SPA and first-party apps), hence no response types.
+pub async fn authorization_server_metadata(State(state): State<Arc<AppState>>) -> Response {
+    let origin = &state.public_origin;
+    let mut res = Json(json!({
+        "issuer": state.verifier.issuer(),
+        "token_endpoint": format!("{origin}/auth/token"),
+        "revocation_endpoint": format!("{origin}/auth/revoke"),
+        "jwks_uri": format!("{origin}/.well-known/jwks.json"),
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
+        "service_documentation": format!("{origin}/openapi.json"),
+    }))
+    .into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    res
 }
