@@ -34,7 +34,7 @@ use crate::upstream::proxy;
 
 /// Why a path was refused: dot segments, encoded separators, empty segments or `;`
 /// parameters could make the path mean one thing here and another upstream.
-pub fn path_is_canonical(path: &str) -> bool {
+pub(crate) fn path_is_canonical(path: &str) -> bool {
     let b = path.as_bytes();
     if b.first() != Some(&b'/') {
         return false;
@@ -81,7 +81,7 @@ pub fn path_is_canonical(path: &str) -> bool {
 /// upstream can turn the path into one outside its public prefix.
 /// [`path_is_canonical`] has already refused dot segments, `;`, `\` and encoded `.`, `/`,
 /// `\` and NUL.
-pub fn public_path_is_plain(path: &str) -> bool {
+pub(crate) fn public_path_is_plain(path: &str) -> bool {
     let b = path.as_bytes();
     let mut i = 0;
     while let Some(&c) = b.get(i) {
@@ -221,7 +221,7 @@ async fn serve_spa_fallback(
 
 /// The gateway for a request from `peer`: static files, then the upstream. [`crate::App`]
 /// calls it with the peer from the connection (no request extension to allocate).
-pub async fn gateway(
+pub(crate) async fn gateway(
     state: Arc<AppState>,
     req: Request,
     peer: Option<PeerAddr>,

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds (microseconds) of the credential-check latency histogram.
-pub const VERIFY_BUCKETS_US: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000];
+pub(crate) const VERIFY_BUCKETS_US: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000];
 
 /// Routes whose responses are counted without a lock: the gateway (every proxied
 /// request, index 0) and tessera's own routes (`/auth/verify` is the hot path of
@@ -89,7 +89,7 @@ pub struct Metrics {
 }
 
 /// Increments a counter.
-pub fn inc(c: &AtomicU64) {
+pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -18,7 +18,8 @@
 //! mode with `synchronous = NORMAL`, as the server opens it; PostgreSQL a fresh database on
 //! `TESSERA_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), skipped
 //! with a message if unreachable.
-
+// `criterion_main!` defines an undocumented `pub fn main`.
+#![allow(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::str::FromStr;

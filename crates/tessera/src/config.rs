@@ -42,7 +42,7 @@ const TOP_LEVEL: &[&str] = &[
 /// `TESSERA_REQUIRE_POSTGRES` and `TESSERA_SKIP_NGINX`; a benchmark `TESSERA_HIBP_FILE`;
 /// the `tessera-verify` example `TESSERA_URL` and `TESSERA_CA`). Any other `TESSERA_*`
 /// variable is a misspelt key and stops start-up (docs/configuration.md).
-pub const NOT_CONFIGURATION: &[&str] = &[
+pub(crate) const NOT_CONFIGURATION: &[&str] = &[
     "TESSERA_MASTER_KEY",
     "TESSERA_BIN",
     "TESSERA_TEST_PG_URL",
@@ -56,7 +56,7 @@ pub const NOT_CONFIGURATION: &[&str] = &[
 /// Why the configuration could not be loaded: a key with a bad value (or an unknown one),
 /// or a file or variable that is not configuration at all.
 #[derive(Debug)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     /// A key's value (or an unknown key), named.
     Key(ConfigError),
     /// The file cannot be read or is not TOML, or a `TESSERA_*` variable is unknown.
@@ -113,7 +113,7 @@ fn suggestion(rest_lower: &str) -> Option<String> {
 /// Applies `TESSERA_*` variables from `vars` onto `table`; returns which variable set
 /// which dotted key (so a bad value can name its variable). A `TESSERA_*` variable that
 /// names no top-level key and is not in [`NOT_CONFIGURATION`] is refused.
-pub fn overlay_env(
+pub(crate) fn overlay_env(
     table: &mut Table,
     vars: impl Iterator<Item = (String, String)>,
 ) -> Result<Vec<(String, String)>, LoadError> {
@@ -209,7 +209,7 @@ fn parse_file(path: &Path, text: &str) -> Result<Table, LoadError> {
 }
 
 /// Loads, overlays and validates the configuration.
-pub fn load(file: Option<&Path>) -> Result<Config, LoadError> {
+pub(crate) fn load(file: Option<&Path>) -> Result<Config, LoadError> {
     let mut table = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -259,7 +259,7 @@ fn without_key_prefix(message: &str, key: &str) -> String {
 }
 
 /// Deserialises and validates a table.
-pub fn from_table(table: Table) -> Result<Config, ConfigError> {
+pub(crate) fn from_table(table: Table) -> Result<Config, ConfigError> {
     let config: Config = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();

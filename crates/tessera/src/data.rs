@@ -15,7 +15,7 @@ use crate::{fail, Failure};
 
 /// A path as a user should read it: absolute (the working directory is often not the
 /// one they think).
-pub fn shown(path: &Path) -> String {
+pub(crate) fn shown(path: &Path) -> String {
     std::path::absolute(path)
         .unwrap_or_else(|_| path.to_path_buf())
         .display()
@@ -23,7 +23,7 @@ pub fn shown(path: &Path) -> String {
 }
 
 /// A database URL without its password (`postgres://user:***@host/db`).
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -63,7 +63,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Where the data is expected, for messages.
-pub struct Place {
+pub(crate) struct Place {
     /// The data folder, absolute.
     pub data_dir: String,
     /// The database URL, absolute and without a password.
@@ -74,7 +74,7 @@ pub struct Place {
 
 impl Place {
     /// Where `config` (read from `file`) points.
-    pub fn new(config: &Config, file: Option<&Path>) -> Place {
+    pub(crate) fn new(config: &Config, file: Option<&Path>) -> Place {
         Place {
             data_dir: shown(&config.data_dir),
             database: redact(&config.database_url()),
@@ -83,7 +83,7 @@ impl Place {
     }
 
     /// "data folder …, database …, configuration file …".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let config = match &self.config_file {
             Some(f) => format!("configuration file {f}"),
             None => "no configuration file (no --config; defaults and TESSERA_* variables)".into(),
@@ -96,7 +96,7 @@ impl Place {
 }
 
 /// Where a master key came from.
-pub enum MasterSource {
+pub(crate) enum MasterSource {
     /// `TESSERA_MASTER_KEY`.
     Env,
     /// `data_dir/master.key`.
@@ -113,13 +113,15 @@ impl std::fmt::Display for MasterSource {
 }
 
 /// The master-key file of a data folder.
-pub fn master_key_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn master_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("master.key")
 }
 
 /// The master key: `TESSERA_MASTER_KEY`, else `data_dir/master.key`; `None` if neither
 /// is there. Never creates one.
-pub fn find_master_key(data_dir: &Path) -> Result<Option<(MasterKey, MasterSource)>, Failure> {
+pub(crate) fn find_master_key(
+    data_dir: &Path,
+) -> Result<Option<(MasterKey, MasterSource)>, Failure> {
     if let Ok(v) = std::env::var("TESSERA_MASTER_KEY") {
         let key = MasterKey::parse(&v).ok_or_else(|| Failure {
             code: 2,
@@ -151,7 +153,7 @@ pub fn find_master_key(data_dir: &Path) -> Result<Option<(MasterKey, MasterSourc
 }
 
 /// Makes a new master key in `data_dir/master.key` (0600).
-pub fn create_master_key(data_dir: &Path) -> Result<(MasterKey, PathBuf), Failure> {
+pub(crate) fn create_master_key(data_dir: &Path) -> Result<(MasterKey, PathBuf), Failure> {
     let path = master_key_path(data_dir);
     let key = MasterKey::generate();
     tessera_server::fsutil::write_private(&path, key.export_base64().as_bytes())
@@ -163,7 +165,7 @@ pub fn create_master_key(data_dir: &Path) -> Result<(MasterKey, PathBuf), Failur
 /// one, else a new `data_dir/master.key` — unless the database (`existed`) already holds
 /// signing keys, which a new key could not open: then it is refused (exit 2) and no file
 /// is left behind. The `bool` says whether a key was made.
-pub async fn master_key_or_new(
+pub(crate) async fn master_key_or_new(
     config: &Config,
     existed: bool,
 ) -> Result<(MasterKey, MasterSource, bool), Failure> {
@@ -193,7 +195,7 @@ pub async fn master_key_or_new(
 
 /// Logs a warning if `path` (made before tessera made its data private) can be read by
 /// others than its owner.
-pub fn warn_if_shared(path: &Path, what: &str) {
+pub(crate) fn warn_if_shared(path: &Path, what: &str) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -213,7 +215,7 @@ pub fn warn_if_shared(path: &Path, what: &str) {
 }
 
 /// Creates the data folder (0700) if missing; true if it made it.
-pub fn create_data_dir(data_dir: &Path) -> Result<bool, Failure> {
+pub(crate) fn create_data_dir(data_dir: &Path) -> Result<bool, Failure> {
     tessera_server::fsutil::create_private_dir(data_dir).map_err(|e| Failure {
         code: 2,
         message: format!("configuration key `data_dir`: {}: {e}", shown(data_dir)),
@@ -223,7 +225,7 @@ pub fn create_data_dir(data_dir: &Path) -> Result<bool, Failure> {
 /// For a SQLite URL whose file is missing: makes its folder (0700) and an empty file
 /// (0600) for SQLite to fill, so the database and its `-wal`/`-shm` files are the
 /// owner's only. True if it made the file.
-pub fn prepare_sqlite(url: &str) -> Result<bool, Failure> {
+pub(crate) fn prepare_sqlite(url: &str) -> Result<bool, Failure> {
     let Some(path) = tessera_store::sqlite_file(url) else {
         return Ok(false);
     };
@@ -239,7 +241,7 @@ pub fn prepare_sqlite(url: &str) -> Result<bool, Failure> {
 
 /// Opens the store for an admin command: refuses (exit 2) when there is no tessera data
 /// where the configuration points, instead of creating an empty database.
-pub async fn open_existing(
+pub(crate) async fn open_existing(
     config: &Config,
     file: Option<&Path>,
 ) -> Result<Arc<dyn Store>, Failure> {
@@ -260,7 +262,7 @@ pub async fn open_existing(
 
 /// Checks that `master` opens the signing keys in `store`; a key of another cluster is
 /// refused, naming where it came from.
-pub async fn check_master_key(
+pub(crate) async fn check_master_key(
     store: &dyn Store,
     master: &MasterKey,
     source: &MasterSource,
@@ -283,7 +285,10 @@ pub async fn check_master_key(
 
 /// The master key for an admin command that needs it (`keys`, `client add`): never
 /// created; missing, or not this cluster's, is refused (exit 2) saying where it looked.
-pub async fn admin_master_key(config: &Config, store: &dyn Store) -> Result<MasterKey, Failure> {
+pub(crate) async fn admin_master_key(
+    config: &Config,
+    store: &dyn Store,
+) -> Result<MasterKey, Failure> {
     let database = redact(&config.database_url());
     let Some((master, source)) = find_master_key(&config.data_dir)? else {
         return Err(Failure {

@@ -121,7 +121,7 @@ async fn hello() -> Response {
 }
 
 /// The demo API's routes: `GET/POST /api/notes`, `GET /api/whoami`, `GET /api/public/hello`.
-pub fn api() -> Router {
+pub(crate) fn api() -> Router {
     Router::new()
         .route("/api/notes", get(list_notes).post(add_note))
         .route("/api/whoami", get(whoami).post(whoami))
@@ -130,7 +130,7 @@ pub fn api() -> Router {
 }
 
 /// Starts the demo API on a free loopback port; returns its base URL.
-pub async fn spawn_api() -> std::io::Result<String> {
+pub(crate) async fn spawn_api() -> std::io::Result<String> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -143,7 +143,7 @@ pub async fn spawn_api() -> std::io::Result<String> {
 
 /// Makes sure the demo user exists; returns `(username, password)`. The password is kept
 /// in `data_dir/demo-password` (0600) so a second start prints the same one.
-pub async fn ensure_demo_user(
+pub(crate) async fn ensure_demo_user(
     store: &dyn Store,
     data_dir: &Path,
     params: HashParams,

@@ -15,7 +15,7 @@ use crate::data::{self, shown, MasterSource, Place};
 use crate::{config, fail, Failure};
 
 /// Runs `tessera init`.
-pub async fn run(file: Option<&Path>) -> Result<(), Failure> {
+pub(crate) async fn run(file: Option<&Path>) -> Result<(), Failure> {
     let config = config::load(file)?;
     let place = Place::new(&config, file);
     let url = config.database_url();

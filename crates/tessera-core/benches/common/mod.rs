@@ -7,9 +7,9 @@ use tessera_core::{
 };
 use zeroize::Zeroizing;
 
-pub const NOW: UnixTime = UnixTime(1_800_000_000);
+pub(crate) const NOW: UnixTime = UnixTime(1_800_000_000);
 
-pub fn claims() -> AccessClaims {
+pub(crate) fn claims() -> AccessClaims {
     let mut c = AccessClaims::example(NOW);
     c.iss = "https://app.example.com".into();
     c.aud = "https://app.example.com".into();
@@ -19,7 +19,7 @@ pub fn claims() -> AccessClaims {
     c
 }
 
-pub fn denylist(n: u32) -> Denylist {
+pub(crate) fn denylist(n: u32) -> Denylist {
     let d = Denylist::new();
     d.reserve(n as usize);
     for i in 0..n {
@@ -33,7 +33,7 @@ pub fn denylist(n: u32) -> Denylist {
 
 /// One key of `alg`, a token it signed, and that token's pieces: the split cookies and
 /// the signing input and signature the raw primitives are timed over.
-pub struct Signed {
+pub(crate) struct Signed {
     pub ring: KeyRing,
     pub secret: Zeroizing<Vec<u8>>,
     pub token: String,
@@ -43,7 +43,7 @@ pub struct Signed {
     pub sig: Vec<u8>,
 }
 
-pub fn signed(alg: Algorithm) -> Signed {
+pub(crate) fn signed(alg: Algorithm) -> Signed {
     let key = SigningKey::generate(alg, NOW).unwrap();
     let secret = key.export_secret();
     let ring = KeyRing::new(vec![key], NOW);

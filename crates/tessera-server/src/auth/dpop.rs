@@ -32,7 +32,7 @@ fn proof_header(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
 
 /// The URL a proof must name for `path` on this server, reached as `headers` say
 /// ([`crate::auth::csrf::request_origin`]).
-pub fn htu_for(state: &AppState, headers: &HeaderMap, path: &str) -> Option<String> {
+pub(crate) fn htu_for(state: &AppState, headers: &HeaderMap, path: &str) -> Option<String> {
     normalize_htu(&format!(
         "{}{}",
         crate::auth::csrf::request_origin(state, headers),
@@ -44,7 +44,7 @@ pub fn htu_for(state: &AppState, headers: &HeaderMap, path: &str) -> Option<Stri
 /// claims its `jti` on this node and, with `dpop.shared_replay`, in the store for every
 /// node ([`crate::cluster::sync::claim_once`]), and returns the key thumbprint. A proof seen before
 /// anywhere is 401 `invalid_dpop_proof`; a store that cannot say is 503 `unavailable`.
-pub async fn check_proof(
+pub(crate) async fn check_proof(
     state: &AppState,
     headers: &HeaderMap,
     method: &Method,
@@ -84,7 +84,7 @@ pub async fn check_proof(
 }
 
 /// The key thumbprint a token request binds to, from its `DPoP` header, if any.
-pub async fn token_request_binding(
+pub(crate) async fn token_request_binding(
     state: &AppState,
     parts: &Parts,
 ) -> Result<Option<String>, AppError> {

@@ -76,7 +76,7 @@ fn browser_grant(state: &AppState, user: &User, session: &Session, grant: &Grant
 }
 
 /// `POST /auth/login`.
-pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
+pub(crate) async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let (parts, body) = req.into_parts();
     let origin = audit::origin(
         &state,
@@ -125,7 +125,10 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> AppResul
 }
 
 /// `GET /auth/session`.
-pub async fn session(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
+pub(crate) async fn session(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> AppResult<Response> {
     let Identity { claims, .. } =
         auth::authenticate(&state, req.method(), req.uri().path(), req.headers()).await?;
     let sid = claims.session_id().ok_or_else(AppError::unauthenticated)?;
@@ -146,7 +149,7 @@ pub async fn session(State(state): State<Arc<AppState>>, req: Request) -> AppRes
 }
 
 /// `POST /auth/refresh` (browser): rotates the refresh cookie.
-pub async fn refresh_browser(
+pub(crate) async fn refresh_browser(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> AppResult<Response> {
@@ -187,7 +190,10 @@ fn cleared(status: StatusCode) -> Response {
 }
 
 /// `POST /auth/logout`: ends this session; always clears the cookies.
-pub async fn logout(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
+pub(crate) async fn logout(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> AppResult<Response> {
     let headers = req.headers();
     let origin = audit::origin(&state, peer(&req), headers);
     auth::csrf::check_origin(&state, headers)?;
@@ -222,7 +228,10 @@ pub async fn logout(State(state): State<Arc<AppState>>, req: Request) -> AppResu
 }
 
 /// `POST /auth/logout-all`: ends every session of the caller.
-pub async fn logout_all(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
+pub(crate) async fn logout_all(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> AppResult<Response> {
     let origin = audit::origin(&state, peer(&req), req.headers());
     let identity =
         auth::authenticate(&state, req.method(), req.uri().path(), req.headers()).await?;

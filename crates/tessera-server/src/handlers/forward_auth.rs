@@ -19,7 +19,10 @@ type AppResult<T> = Result<T, AppError>;
 /// from `trusted_proxies` peers only; CSRF rules apply to it. Without one (none sent, or
 /// sent by any other peer) the check fails closed: the original request is taken as
 /// unsafe, so a cookie needs the CSRF rules' same-origin signals and token to pass.
-pub async fn verify(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
+pub(crate) async fn verify(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> AppResult<Response> {
     let trusted = peer_is_trusted(&state, &req);
     let headers = req.headers();
     let forwarded = if trusted {

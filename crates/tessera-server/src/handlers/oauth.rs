@@ -127,7 +127,7 @@ fn token_response(state: &AppState, grant: &Grant, device: Option<&str>) -> Resp
 }
 
 /// `POST /auth/token`.
-pub async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
+pub(crate) async fn token(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
     let (parts, body) = req.into_parts();
     let origin = audit::origin(
         &state,
@@ -223,7 +223,10 @@ fn oauth_shape(e: AppError) -> AppError {
 
 /// `POST /auth/revoke` (RFC 7009): revokes the session of a refresh token (or of a valid
 /// access token). Always 200 for well-formed requests, known token or not (§2.2).
-pub async fn revoke(State(state): State<Arc<AppState>>, req: Request) -> AppResult<Response> {
+pub(crate) async fn revoke(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> AppResult<Response> {
     let (parts, body) = req.into_parts();
     let origin = audit::origin(
         &state,
@@ -271,7 +274,7 @@ pub async fn revoke(State(state): State<Arc<AppState>>, req: Request) -> AppResu
 /// libraries — the token issuer, the token, revocation and key endpoints, and what they
 /// accept. Tessera has no authorization endpoint (no redirect flows: its clients are the
 /// same-origin SPA and first-party apps), hence no response types.
-pub async fn authorization_server_metadata(State(state): State<Arc<AppState>>) -> Response {
+pub(crate) async fn authorization_server_metadata(State(state): State<Arc<AppState>>) -> Response {
     let origin = &state.public_origin;
     let mut res = Json(json!({
         "issuer": state.verifier.issuer(),

@@ -12,7 +12,7 @@ use super::no_store;
 use crate::state::AppState;
 
 /// `GET /.well-known/jwks.json`.
-pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+pub(crate) async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let keys = state.keys.load().jwks();
     let mut res = Json(json!({ "keys": keys })).into_response();
     // Short enough that a next key published `prepublish` ahead is seen in time.
@@ -25,7 +25,7 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
 
 /// `GET /healthz`: cheap enough to be polled hard (no store round trip per call: the
 /// store's reachability comes from the background sync, refreshed every second).
-pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let store_ok = !state.degraded.load(std::sync::atomic::Ordering::Relaxed);
     let has_key = state.keys.load().active().is_some();
     let status = if store_ok { "ok" } else { "degraded" };
@@ -44,7 +44,7 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /metrics`.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let stats = state.denylist.stats();
     let now = state.clock.now();
     let ring = state.keys.load();

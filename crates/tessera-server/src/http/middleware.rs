@@ -12,7 +12,7 @@ use crate::http::error::{self, AppError};
 use crate::state::AppState;
 
 /// The longest request target (path and query) accepted; longer gets 414.
-pub const MAX_URI_BYTES: usize = 8192;
+pub(crate) const MAX_URI_BYTES: usize = 8192;
 
 /// Request framing and size checks that come before routing: 414 for long targets, 431
 /// for too many header bytes, 400 for `Content-Length` with `Transfer-Encoding` (request
@@ -235,14 +235,14 @@ where
 /// The methods tessera serves and forwards, for the `Allow` header of a refused method
 /// (extension methods other than the refused ones are forwarded too, and treated as
 /// unsafe by the CSRF rules).
-pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+pub(crate) const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// 405 for `CONNECT` and `TRACE` (and `TRACK`, its old alias), on every path, before any
 /// routing: a `CONNECT` forwarded upstream and answered 2xx turns the client's connection
 /// into a tunnel (RFC 9110 §9.3.6), and `TRACE` echoes the request, credentials included,
 /// back to the client (RFC 9110 §9.3.8: a client must not send credentials in it, and a
 /// gateway has no reason to pass it on).
-pub fn refused_method(method: &Method) -> Option<Response> {
+pub(crate) fn refused_method(method: &Method) -> Option<Response> {
     if *method != Method::CONNECT && *method != Method::TRACE && method.as_str() != "TRACK" {
         return None;
     }

@@ -12,7 +12,11 @@ pub struct PeerAddr(pub SocketAddr);
 
 /// The client IP: the socket peer, unless the peer is a trusted proxy, in which case the
 /// rightmost `X-Forwarded-For` hop that is not itself a trusted proxy.
-pub fn client_ip(state: &AppState, peer: Option<PeerAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+pub(crate) fn client_ip(
+    state: &AppState,
+    peer: Option<PeerAddr>,
+    headers: &HeaderMap,
+) -> Option<IpAddr> {
     let peer_ip = peer?.0.ip();
     let trusted = &state.config.trusted_proxies;
     if !trusted.contains(&peer_ip) {

@@ -18,14 +18,14 @@ const SHARDS: usize = 16;
 
 /// Slots in use per client IP, at most `limit` each.
 #[derive(Debug)]
-pub struct PerIp {
+pub(crate) struct PerIp {
     limit: usize,
     shards: [Mutex<HashMap<IpAddr, usize>>; SHARDS],
 }
 
 impl PerIp {
     /// At most `limit` slots per IP.
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         PerIp {
             limit,
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
@@ -44,7 +44,7 @@ impl PerIp {
     }
 
     /// A slot for `ip`, or `None` when it already holds `limit`.
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let mut map = self.shard(&ip).lock().ok()?;
         let n = map.entry(ip).or_insert(0);
         if *n >= self.limit {
@@ -59,7 +59,7 @@ impl PerIp {
 
     /// Slots `ip` holds now (for tests).
     #[cfg(test)]
-    pub fn held(&self, ip: IpAddr) -> usize {
+    pub(crate) fn held(&self, ip: IpAddr) -> usize {
         self.shard(&ip)
             .lock()
             .map(|m| m.get(&ip).copied().unwrap_or(0))
@@ -69,7 +69,7 @@ impl PerIp {
 
 /// One slot, given back when dropped.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     owner: Arc<PerIp>,
     ip: IpAddr,
 }
@@ -89,14 +89,14 @@ impl Drop for Slot {
 }
 
 /// A response body that holds a [`Slot`] until it is dropped.
-pub struct Held<B> {
+pub(crate) struct Held<B> {
     inner: B,
     _slot: Option<Slot>,
 }
 
 impl<B> Held<B> {
     /// `inner`, holding `slot` as long as it lives.
-    pub fn new(inner: B, slot: Option<Slot>) -> Self {
+    pub(crate) fn new(inner: B, slot: Option<Slot>) -> Self {
         Held { inner, _slot: slot }
     }
 }

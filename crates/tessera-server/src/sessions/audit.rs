@@ -12,7 +12,7 @@ use crate::state::AppState;
 
 /// Where a request came from.
 #[derive(Debug, Clone, Default)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// Client IP (from the socket, or `X-Forwarded-For` behind a trusted proxy).
     pub ip: Option<IpAddr>,
     /// User agent, truncated to 256 bytes.
@@ -20,7 +20,7 @@ pub struct Origin {
 }
 
 /// The request's origin for audit and rate limiting.
-pub fn origin(state: &AppState, peer: Option<PeerAddr>, headers: &HeaderMap) -> Origin {
+pub(crate) fn origin(state: &AppState, peer: Option<PeerAddr>, headers: &HeaderMap) -> Origin {
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -33,7 +33,7 @@ pub fn origin(state: &AppState, peer: Option<PeerAddr>, headers: &HeaderMap) -> 
 
 /// What happened, to whom.
 #[derive(Debug, Default)]
-pub struct Event<'a> {
+pub(crate) struct Event<'a> {
     /// Event kind, e.g. `login_success`.
     pub kind: &'static str,
     /// Username, if known.
@@ -47,7 +47,7 @@ pub struct Event<'a> {
 }
 
 /// Records `event` in the log and the store.
-pub fn record(state: &Arc<AppState>, origin: &Origin, event: Event<'_>) {
+pub(crate) fn record(state: &Arc<AppState>, origin: &Origin, event: Event<'_>) {
     let ip = origin.ip.map(|ip| ip.to_string());
     tracing::info!(
         target: "tessera::audit",

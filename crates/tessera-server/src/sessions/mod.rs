@@ -1,10 +1,10 @@
 //! Sessions: login, refresh-token rotation, logout and revocation, and what they need —
 //! the password-hashing pool, brute-force throttling and the audit log.
 
-pub mod audit;
-pub mod hashing;
-pub mod password;
-pub mod ratelimit;
+pub(crate) mod audit;
+pub(crate) mod hashing;
+pub(crate) mod password;
+pub(crate) mod ratelimit;
 
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use crate::state::AppState;
 type AppResult<T> = Result<T, AppError>;
 
 /// Freshly issued credentials of a session.
-pub struct Grant {
+pub(crate) struct Grant {
     /// The access token.
     pub access_token: String,
     /// Its claims.
@@ -29,7 +29,7 @@ pub struct Grant {
 }
 
 /// Signs an access token for `user` in `session`.
-pub fn sign_access_token(
+pub(crate) fn sign_access_token(
     state: &AppState,
     user: &User,
     session: &Session,
@@ -61,7 +61,7 @@ pub fn sign_access_token(
 }
 
 /// Starts a session for `user`, issues its first tokens, and counts and audits the login.
-pub async fn start_session(
+pub(crate) async fn start_session(
     state: &Arc<AppState>,
     user: &User,
     client: &str,
@@ -111,7 +111,7 @@ pub async fn start_session(
 }
 
 /// What a rotation led to.
-pub enum RefreshResult {
+pub(crate) enum RefreshResult {
     /// New tokens.
     Rotated(Box<(Session, User, Grant)>),
     /// The token was reused after the grace: the session is revoked.
@@ -123,7 +123,7 @@ pub enum RefreshResult {
 /// Rotates `token` (already checked well-formed) per the store's rules, applies a
 /// detected reuse to the local denylist at once (other nodes get it from the feed), and
 /// records the audit event (`channel` says which endpoint).
-pub async fn rotate(
+pub(crate) async fn rotate(
     state: &Arc<AppState>,
     token: &str,
     origin: &audit::Origin,
@@ -212,7 +212,7 @@ async fn rotate_unaudited(state: &AppState, token: &str) -> AppResult<RefreshRes
 
 /// Revokes one session in the store and, at once, in this node's denylist. With the
 /// store down the local revocation still happens and the caller answers 503.
-pub async fn revoke_session(state: &AppState, sid: SessionId) -> Result<(), AppError> {
+pub(crate) async fn revoke_session(state: &AppState, sid: SessionId) -> Result<(), AppError> {
     let now = state.clock.now();
     let until = now.plus(state.token_life());
     state.denylist.revoke_session(sid, until);
@@ -228,7 +228,7 @@ pub async fn revoke_session(state: &AppState, sid: SessionId) -> Result<(), AppE
 }
 
 /// Revokes every session of `user` everywhere.
-pub async fn revoke_user(state: &AppState, user: UserId) -> Result<usize, AppError> {
+pub(crate) async fn revoke_user(state: &AppState, user: UserId) -> Result<usize, AppError> {
     let now = state.clock.now();
     let until = now.plus(state.token_life());
     state.denylist.revoke_user_before(user, now, until);

@@ -15,7 +15,7 @@ use crate::state::AppState;
 type AppResult<T> = Result<T, AppError>;
 
 /// The outcome of checking a username and password.
-pub enum PasswordCheck {
+pub(crate) enum PasswordCheck {
     /// Good credentials.
     Ok(User),
     /// Unknown user, wrong password or disabled account (indistinguishable to the client).
@@ -31,7 +31,7 @@ pub enum PasswordCheck {
 /// `rate_limit.per_username_per_minute` failures in any 60 s across all nodes (plus the
 /// attempts already past this check when the budget runs out, at most the hashing pool's
 /// places per node).
-pub async fn check_password(
+pub(crate) async fn check_password(
     state: &Arc<AppState>,
     username: &str,
     password: &str,
@@ -98,7 +98,11 @@ fn known_device(
 
 /// A device token for `username` after a successful login: the same device id as the
 /// token presented (if it was valid for this user), else a new one.
-pub fn issue_device_token(state: &AppState, username: &str, presented: Option<&str>) -> String {
+pub(crate) fn issue_device_token(
+    state: &AppState,
+    username: &str,
+    presented: Option<&str>,
+) -> String {
     let now = state.clock.now();
     let device = known_device(state, username, presented, now);
     state.device_key.issue(username, device, now)
