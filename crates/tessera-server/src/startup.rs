@@ -26,9 +26,18 @@ pub enum StartError {
     /// Store.
     #[error(transparent)]
     Store(#[from] tessera_store::StoreError),
-    /// Something else, described.
-    #[error("{0}")]
-    Other(String),
+    /// The hashing threads could not be started.
+    #[error("cannot start the password-hashing threads: {0}")]
+    HashingThreads(std::io::Error),
+    /// The hashing pool refused the start-up hash.
+    #[error("the password-hashing pool did not run the start-up hash")]
+    HashingPool,
+    /// The start-up hash failed (bad `passwords.*` parameters).
+    #[error("configuration key `passwords`: {0}")]
+    Hash(tessera_core::password::PasswordError),
+    /// `upstream` is not a usable URL.
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamUrlError),
 }
 
 /// What [`AppState::build`] needs.
@@ -84,15 +93,15 @@ impl AppState {
             config.passwords.queue,
             crate::sessions::hashing::Priority::of(&config.passwords),
         )
-        .map_err(|e| StartError::Other(format!("cannot start hashing threads: {e}")))?;
+        .map_err(StartError::HashingThreads)?;
         let params = config.passwords.params();
         let dummy_hash = hash_pool
             .run(move || tessera_core::password::dummy_hash(params))
             .await
-            .map_err(|_| StartError::Other("hashing pool unavailable".into()))?
-            .map_err(|e| StartError::Other(e.to_string()))?;
+            .map_err(|_| StartError::HashingPool)?
+            .map_err(StartError::Hash)?;
         let upstream = match upstream.or_else(|| config.upstream.clone()) {
-            Some(u) => Some(Upstream::new(&u, &config).map_err(StartError::Other)?),
+            Some(u) => Some(Upstream::new(&u, &config)?),
             None => None,
         };
         let state = Arc::new(AppState {

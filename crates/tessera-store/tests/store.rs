@@ -108,7 +108,7 @@ mod postgres {
     const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
     /// A database made for one test; dropped (best effort) when this is dropped.
-    pub struct TempDb {
+    pub(crate) struct TempDb {
         admin: PgConnectOptions,
         name: String,
     }
@@ -348,11 +348,11 @@ mod cases {
             .revoked_at
     }
 
-    pub async fn ping(cx: Ctx) {
+    pub(crate) async fn ping(cx: Ctx) {
         cx.store.ping().await.unwrap();
     }
 
-    pub async fn reopen_keeps_data(cx: Ctx) {
+    pub(crate) async fn reopen_keeps_data(cx: Ctx) {
         let u = user("persisted");
         cx.store.create_user(&u).await.unwrap();
         // A second open of the same database (through the URL dispatcher) re-runs the
@@ -361,7 +361,7 @@ mod cases {
         assert_eq!(again.user_by_name("persisted").await.unwrap(), Some(u));
     }
 
-    pub async fn users(cx: Ctx) {
+    pub(crate) async fn users(cx: Ctx) {
         let store = &*cx.store;
         let mut charlie = user("charlie");
         charlie.roles = vec!["zeta".to_owned(), "alpha".to_owned(), "mid".to_owned()];
@@ -458,7 +458,7 @@ mod cases {
         assert!(dbg.contains("alice") && dbg.contains("[redacted]"), "{dbg}");
     }
 
-    pub async fn sessions(cx: Ctx) {
+    pub(crate) async fn sessions(cx: Ctx) {
         let store = &*cx.store;
         let u = user("alice");
         store.create_user(&u).await.unwrap();
@@ -511,7 +511,7 @@ mod cases {
         assert_eq!(store.session_for_refresh(&[0u8; 32]).await.unwrap(), None);
     }
 
-    pub async fn rotation_fresh_then_repeat_within_grace(cx: Ctx) {
+    pub(crate) async fn rotation_fresh_then_repeat_within_grace(cx: Ctx) {
         let store = &*cx.store;
         let (_, s) = login(store, "alice", "t0").await;
         let first = store
@@ -537,7 +537,7 @@ mod cases {
         assert!(feed_for(store, s.id, at(71)).await.is_empty());
     }
 
-    pub async fn rotation_reuse_after_grace_revokes_session(cx: Ctx) {
+    pub(crate) async fn rotation_reuse_after_grace_revokes_session(cx: Ctx) {
         let store = &*cx.store;
         let (_, s) = login(store, "alice", "t0").await;
         let (_, other) = login(store, "bob", "b0").await;
@@ -586,7 +586,7 @@ mod cases {
         assert_rotated(&b, &other, false);
     }
 
-    pub async fn rotation_grace_zero_is_immediate_reuse(cx: Ctx) {
+    pub(crate) async fn rotation_grace_zero_is_immediate_reuse(cx: Ctx) {
         let store = &*cx.store;
         let (_, s) = login(store, "alice", "t0").await;
         let r = store
@@ -604,7 +604,7 @@ mod cases {
         assert_eq!(feed_for(store, s.id, at(60)).await.len(), 1);
     }
 
-    pub async fn rotation_mismatched_successor_is_reuse(cx: Ctx) {
+    pub(crate) async fn rotation_mismatched_successor_is_reuse(cx: Ctx) {
         let store = &*cx.store;
         let (_, s) = login(store, "alice", "t0").await;
         let r = store
@@ -622,7 +622,7 @@ mod cases {
         assert_eq!(store.session_for_refresh(&h("forged")).await.unwrap(), None);
     }
 
-    pub async fn rotation_grandparent_within_grace_is_reuse(cx: Ctx) {
+    pub(crate) async fn rotation_grandparent_within_grace_is_reuse(cx: Ctx) {
         let store = &*cx.store;
         let (_, s) = login(store, "alice", "t0").await;
         assert_rotated(
@@ -661,7 +661,7 @@ mod cases {
         assert_eq!(feed_for(store, s.id, at(62)).await.len(), 1);
     }
 
-    pub async fn rotation_idle_limit_ends(cx: Ctx) {
+    pub(crate) async fn rotation_idle_limit_ends(cx: Ctx) {
         let store = &*cx.store;
         let (_, s) = login(store, "alice", "t0").await; // t0 issued at T0
                                                         // Idle for exactly idle_ttl: ended, and nothing changes.
@@ -699,7 +699,7 @@ mod cases {
         assert_eq!(idle, RotateOutcome::Ended);
     }
 
-    pub async fn rotation_session_expired_ends(cx: Ctx) {
+    pub(crate) async fn rotation_session_expired_ends(cx: Ctx) {
         let store = &*cx.store;
         let u = user("alice");
         store.create_user(&u).await.unwrap();
@@ -726,7 +726,7 @@ mod cases {
         assert_eq!(revoked_at(store, s.id).await, None);
     }
 
-    pub async fn rotation_unknown_hash_not_found(cx: Ctx) {
+    pub(crate) async fn rotation_unknown_hash_not_found(cx: Ctx) {
         let store = &*cx.store;
         let (_, s) = login(store, "alice", "t0").await;
         let nf = store
@@ -738,7 +738,7 @@ mod cases {
         assert_eq!(revoked_at(store, s.id).await, None);
     }
 
-    pub async fn rotation_revoked_session_ends(cx: Ctx) {
+    pub(crate) async fn rotation_revoked_session_ends(cx: Ctx) {
         let store = &*cx.store;
         let (_, s) = login(store, "alice", "t0").await;
         assert!(store.revoke_session(s.id, at(5), at(905)).await.unwrap());
@@ -778,7 +778,7 @@ mod cases {
         out
     }
 
-    pub async fn concurrent_rotation_same_token(cx: Ctx) {
+    pub(crate) async fn concurrent_rotation_same_token(cx: Ctx) {
         let (_, s) = login(&*cx.store, "alice", "t0").await;
         let out = race(&cx.store, 10, &rotation("t0", "t1", at(60), 10, 3600)).await;
         let fresh = out
@@ -816,7 +816,7 @@ mod cases {
         assert_rotated(&next, &s, false);
     }
 
-    pub async fn concurrent_rotation_grace_zero(cx: Ctx) {
+    pub(crate) async fn concurrent_rotation_grace_zero(cx: Ctx) {
         let (_, s) = login(&*cx.store, "alice", "t0").await;
         let out = race(&cx.store, 10, &rotation("t0", "t1", at(60), 0, 3600)).await;
         // Without a grace, everyone but the winner presented a retired token: reuse (or,
@@ -859,7 +859,7 @@ mod cases {
         );
     }
 
-    pub async fn revocation_feed(cx: Ctx) {
+    pub(crate) async fn revocation_feed(cx: Ctx) {
         let store = &*cx.store;
         let u1 = user("alice");
         let u2 = user("bob");
@@ -1030,7 +1030,7 @@ mod cases {
         }
     }
 
-    pub async fn purge_expired_sessions(cx: Ctx) {
+    pub(crate) async fn purge_expired_sessions(cx: Ctx) {
         let store = &*cx.store;
         let u = user("alice");
         store.create_user(&u).await.unwrap();
@@ -1083,7 +1083,7 @@ mod cases {
         }
     }
 
-    pub async fn keys(cx: Ctx) {
+    pub(crate) async fn keys(cx: Ctx) {
         let store = &*cx.store;
         assert!(store.list_keys().await.unwrap().is_empty());
         let mut k1 = key("k1", 0, 0, &[1, 0, 255, 7]);
@@ -1145,7 +1145,7 @@ mod cases {
         assert!(dbg.contains("k3") && !dbg.contains("sealed:"), "{dbg}");
     }
 
-    pub async fn clients(cx: Ctx) {
+    pub(crate) async fn clients(cx: Ctx) {
         let store = &*cx.store;
         assert!(store.list_clients().await.unwrap().is_empty());
         let billing = StoredClient {
@@ -1186,7 +1186,7 @@ mod cases {
         assert_eq!(store.list_clients().await.unwrap(), [api, billing]);
     }
 
-    pub async fn audit(cx: Ctx) {
+    pub(crate) async fn audit(cx: Ctx) {
         let store = &*cx.store;
         assert!(store.recent_audit(5).await.unwrap().is_empty());
         let e1 = AuditEvent {
@@ -1243,7 +1243,7 @@ mod cases {
     /// second handle on the same database stands for a second node); a live id is a
     /// replay until its expiry second has passed; kinds do not collide; purging removes
     /// exactly the expired rows.
-    pub async fn replay_ids_once_across_handles(cx: Ctx) {
+    pub(crate) async fn replay_ids_once_across_handles(cx: Ctx) {
         let a = &*cx.store;
         let other = tessera_store::open(&cx.url).await.unwrap();
         let b = &*other;
@@ -1307,7 +1307,7 @@ mod cases {
     }
 
     /// Many claims of one id at once, from two handles: exactly one wins.
-    pub async fn replay_ids_concurrent_claims(cx: Ctx) {
+    pub(crate) async fn replay_ids_concurrent_claims(cx: Ctx) {
         let other: Arc<dyn Store> = tessera_store::open(&cx.url).await.unwrap();
         for round in 0..5 {
             let id = rid(&format!("race-{round}"));
@@ -1333,7 +1333,7 @@ mod cases {
         }
     }
 
-    pub async fn login_failures(cx: Ctx) {
+    pub(crate) async fn login_failures(cx: Ctx) {
         let store = &*cx.store;
         assert_eq!(store.login_failures_since("alice", at(0)).await.unwrap(), 0);
         for secs in [10, 20, 30] {

@@ -23,10 +23,10 @@ use tessera_verify::{Identity, Jwks, TesseraVerifyLayer};
 
 /// Notes per user id, in memory.
 #[derive(Clone, Default)]
-pub struct Notes(Arc<Mutex<HashMap<String, Vec<String>>>>);
+pub(crate) struct Notes(Arc<Mutex<HashMap<String, Vec<String>>>>);
 
 /// The API: every route needs a valid tessera token.
-pub fn app(jwks: Jwks) -> Router {
+pub(crate) fn app(jwks: Jwks) -> Router {
     Router::new()
         .route("/me", get(me))
         .route("/notes", get(list_notes).post(add_note))

@@ -141,6 +141,20 @@ pub(crate) async fn spawn_api() -> std::io::Result<String> {
     Ok(format!("http://{addr}"))
 }
 
+/// Why the demo user could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DemoError {
+    /// The store failed.
+    #[error("demo user: {0}")]
+    Store(#[from] StoreError),
+    /// Hashing the new password failed.
+    #[error("demo user: {0}")]
+    Hash(#[from] tessera_core::password::PasswordError),
+    /// The password file could not be written.
+    #[error("demo password file {0}: {1}")]
+    File(String, std::io::Error),
+}
+
 /// Makes sure the demo user exists; returns `(username, password)`. The password is kept
 /// in `data_dir/demo-password` (0600) so a second start prints the same one.
 pub(crate) async fn ensure_demo_user(
@@ -148,26 +162,20 @@ pub(crate) async fn ensure_demo_user(
     data_dir: &Path,
     params: HashParams,
     now: tessera_core::UnixTime,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), DemoError> {
     let username = "demo".to_owned();
     let pw_file = data_dir.join("demo-password");
-    let existing = store
-        .user_by_name(&username)
-        .await
-        .map_err(|e| e.to_string())?;
+    let existing = store.user_by_name(&username).await?;
     if existing.is_some() {
         if let Ok(pw) = std::fs::read_to_string(&pw_file) {
             return Ok((username, pw.trim().to_owned()));
         }
     }
     let password = b64::encode(random_bytes::<12>());
-    let hash = hash_password(&password, params).map_err(|e| e.to_string())?;
+    let hash = hash_password(&password, params)?;
     match existing {
         Some(user) => {
-            store
-                .set_password_hash(user.id, &hash)
-                .await
-                .map_err(|e| e.to_string())?;
+            store.set_password_hash(user.id, &hash).await?;
         }
         None => {
             let user = User {
@@ -180,12 +188,12 @@ pub(crate) async fn ensure_demo_user(
             };
             match store.create_user(&user).await {
                 Ok(()) | Err(StoreError::Conflict) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
     }
     let _ = std::fs::remove_file(&pw_file);
     tessera_server::fsutil::write_private(&pw_file, password.as_bytes())
-        .map_err(|e| format!("{}: {e}", pw_file.display()))?;
+        .map_err(|e| DemoError::File(pw_file.display().to_string(), e))?;
     Ok((username, password))
 }

@@ -390,7 +390,7 @@ async fn serve(
         tessera_server::http::tls::server_config(&config.tls, &config.data_dir, &[origin_host])
             .map_err(|m| Failure {
                 code: 2,
-                message: format!("configuration key `tls`: {m}"),
+                message: m.to_string(),
             })?;
 
     let mut upstream = None;
@@ -411,7 +411,7 @@ async fn serve(
                 clock.now(),
             )
             .await
-            .map_err(fail)?,
+            .map_err(|e| fail(e.to_string()))?,
         );
     }
     let state = AppState::build(StateParts {

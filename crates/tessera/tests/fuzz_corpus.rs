@@ -9,6 +9,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// The targets are `pub` for the fuzz crate; here they are only called.
+#[allow(unreachable_pub)]
 #[path = "../../../fuzz/src/lib.rs"]
 mod targets;
 
@@ -214,19 +216,19 @@ mod seeds {
     use tessera_core::dpop::{self, DpopAlg, DpopKey};
     use tessera_core::{httpsig, AccessClaims, Cnf, KeyRing, SessionId, UserId};
 
-    pub struct Writer {
+    pub(crate) struct Writer {
         target: &'static str,
         dir: PathBuf,
     }
 
     impl Writer {
-        pub fn new(target: &'static str) -> Self {
+        pub(crate) fn new(target: &'static str) -> Self {
             let dir = fuzz_dir().join("corpus").join(target);
             std::fs::create_dir_all(&dir).unwrap();
             Writer { target, dir }
         }
 
-        pub fn put(&self, name: &str, data: impl AsRef<[u8]>) {
+        pub(crate) fn put(&self, name: &str, data: impl AsRef<[u8]>) {
             let data = data.as_ref();
             assert!(
                 data.len() <= MAX_FILE_BYTES,
@@ -238,11 +240,11 @@ mod seeds {
         }
     }
 
-    pub fn b64(data: impl AsRef<[u8]>) -> String {
+    pub(crate) fn b64(data: impl AsRef<[u8]>) -> String {
         tessera_core::b64::encode(data)
     }
 
-    pub fn claims() -> AccessClaims {
+    pub(crate) fn claims() -> AccessClaims {
         AccessClaims {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
@@ -259,25 +261,25 @@ mod seeds {
         }
     }
 
-    pub fn hs_ring() -> KeyRing {
+    pub(crate) fn hs_ring() -> KeyRing {
         KeyRing::new(vec![hs256_key()], NOW)
     }
 
-    pub fn ed_ring() -> KeyRing {
+    pub(crate) fn ed_ring() -> KeyRing {
         KeyRing::new(vec![eddsa_key()], NOW)
     }
 
-    pub fn sign(ring: &KeyRing, c: &AccessClaims) -> String {
+    pub(crate) fn sign(ring: &KeyRing, c: &AccessClaims) -> String {
         ring.sign(c).unwrap()
     }
 
     /// `(payload, header.signature)` of a compact token.
-    pub fn split(token: &str) -> (String, String) {
+    pub(crate) fn split(token: &str) -> (String, String) {
         tessera_core::TokenParts::split_cookies(token).unwrap()
     }
 
     /// Claims JSON variants, shared by the token targets' re-signed path.
-    pub fn claims_json() -> Vec<(&'static str, String)> {
+    pub(crate) fn claims_json() -> Vec<(&'static str, String)> {
         let good = serde_json::to_string(&claims()).unwrap();
         let mut v = vec![("claims-valid", good.clone())];
         let with = |from: &str, to: &str| good.replacen(from, to, 1);
@@ -322,7 +324,7 @@ mod seeds {
         v
     }
 
-    pub fn access_token() {
+    pub(crate) fn access_token() {
         let w = Writer::new("access_token");
         let (hs, ed) = (hs_ring(), ed_ring());
         w.put("hs256-valid", sign(&hs, &claims()));
@@ -403,7 +405,7 @@ mod seeds {
         }
     }
 
-    pub fn split_cookies() {
+    pub(crate) fn split_cookies() {
         let w = Writer::new("split_cookies");
         let (hs, ed) = (hs_ring(), ed_ring());
         let (c, s) = split(&sign(&hs, &claims()));
@@ -437,7 +439,7 @@ mod seeds {
         }
     }
 
-    pub fn cookie_header() {
+    pub(crate) fn cookie_header() {
         use tessera_server::http::cookies::{ACCESS, CLAIMS, CSRF, REFRESH, SIG};
         let w = Writer::new("cookie_header");
         let hs = hs_ring();
@@ -480,7 +482,7 @@ mod seeds {
         w.put("long-value", format!("{CLAIMS}={}", "A".repeat(8000)));
     }
 
-    pub fn dpop_proof() {
+    pub(crate) fn dpop_proof() {
         let w = Writer::new("dpop_proof");
         let key = DpopKey::ed25519_from_seed(&DPOP_SEED).unwrap();
         let es = DpopKey::generate(DpopAlg::ES256).unwrap();
@@ -630,7 +632,7 @@ mod seeds {
         w.put("non-utf8", b"\xff.\xfe.\xfd");
     }
 
-    pub fn signature_headers() {
+    pub(crate) fn signature_headers() {
         let w = Writer::new("signature_headers");
         let digest = httpsig::content_digest(SIG_BODY);
         let (input, sig) = httpsig::sign(
@@ -754,7 +756,7 @@ mod seeds {
         );
     }
 
-    pub fn config() {
+    pub(crate) fn config() {
         let w = Writer::new("config");
         w.put(
             "full",
@@ -907,7 +909,7 @@ mod upstream_seeds {
         w.put(name, data);
     }
 
-    pub fn upstream_response() {
+    pub(crate) fn upstream_response() {
         let w = Writer::new("upstream_response");
         // GET, in reads of 1 byte (ctl 0); a few also in reads of 7 (ctl 12).
         let get = |name: &str, answer: &[u8]| {

@@ -761,13 +761,13 @@ mod forwarder {
     use tokio::task::JoinHandle;
 
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    pub enum Mode {
+    pub(crate) enum Mode {
         Up,
         Closed,
         Silent,
     }
 
-    pub struct Forwarder {
+    pub(crate) struct Forwarder {
         pub port: u16,
         mode: watch::Sender<Mode>,
         conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -775,7 +775,7 @@ mod forwarder {
     }
 
     impl Forwarder {
-        pub async fn start(target: String) -> Forwarder {
+        pub(crate) async fn start(target: String) -> Forwarder {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let port = listener.local_addr().unwrap().port();
             let (mode, rx) = watch::channel(Mode::Up);
@@ -826,7 +826,7 @@ mod forwarder {
             }
         }
 
-        pub async fn cut(&self, how: Mode) {
+        pub(crate) async fn cut(&self, how: Mode) {
             self.mode.send_replace(how);
             if how == Mode::Closed {
                 for t in self.conns.lock().await.drain(..) {
@@ -835,7 +835,7 @@ mod forwarder {
             }
         }
 
-        pub fn restore(&self) {
+        pub(crate) fn restore(&self) {
             self.mode.send_replace(Mode::Up);
         }
     }

@@ -6,11 +6,11 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use tessera_core::dpop::{normalize_htu, verify_proof, DpopCheck};
 use tessera_store::ReplayKind;
 
-use crate::http::error::AppError;
+use crate::http::error::{AppError, ErrorCode};
 use crate::state::AppState;
 
 fn invalid_proof(why: &'static str) -> AppError {
-    AppError::new(StatusCode::UNAUTHORIZED, "invalid_dpop_proof", why)
+    AppError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidDpopProof, why)
         .challenge("DPoP error=\"invalid_dpop_proof\", algs=\"ES256 EdDSA\"")
 }
 
@@ -73,9 +73,7 @@ pub(crate) async fn check_proof(
     let expires = p.replay_expires(&check);
     match crate::cluster::sync::claim_once(state, ReplayKind::Dpop, &key, expires).await {
         Ok(()) => Ok(Some(p.jkt)),
-        Err(crate::cluster::sync::ClaimError::Unavailable(detail)) => {
-            Err(AppError::unavailable(detail))
-        }
+        Err(crate::cluster::sync::ClaimError::Unavailable(detail)) => Err(AppError::from(detail)),
         Err(e) => {
             tracing::debug!(reason = ?e, "DPoP proof refused");
             Err(invalid_proof("DPoP proof refused"))

@@ -8,7 +8,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap};
 
 use crate::auth::{self};
-use crate::http::error::AppError;
+use crate::http::error::{AppError, ErrorCode};
 use crate::metrics::inc;
 use crate::state::AppState;
 
@@ -35,7 +35,7 @@ fn signature_refused(why: impl std::fmt::Display) -> AppError {
 fn bodies_overloaded() -> AppError {
     AppError::new(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
+        ErrorCode::Overloaded,
         "too many signed request bodies at once; try again shortly",
     )
     .retry_after(1)
@@ -45,7 +45,7 @@ fn bodies_overloaded() -> AppError {
 fn body_too_slow() -> AppError {
     AppError::new(
         axum::http::StatusCode::REQUEST_TIMEOUT,
-        "request_timeout",
+        ErrorCode::RequestTimeout,
         "the request body took too long",
     )
 }
@@ -197,7 +197,7 @@ pub(crate) async fn signed_request(
     match claimed {
         Ok(()) => {}
         Err(crate::cluster::sync::ClaimError::Unavailable(detail)) => {
-            return Err(AppError::unavailable(detail))
+            return Err(AppError::from(detail))
         }
         Err(e) => return Err(signature_refused(format!("nonce: {e:?}"))),
     }

@@ -50,14 +50,14 @@ pub fn release_free_memory() {}
 pub const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why a one-time value was refused by [`claim_once`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ClaimError {
     /// Seen before, on this node or (from the store) on another one.
     Replayed,
     /// This node's replay cache is full of live entries (fail closed).
     Full,
-    /// The store could not say whether another node saw it (fail closed): the detail.
-    Unavailable(String),
+    /// The store could not say whether another node saw it (fail closed).
+    Unavailable(StoreError),
 }
 
 /// Claims a one-time value (`key`, live until `expires`, inclusive): first in this node's
@@ -97,16 +97,10 @@ pub async fn claim_once(
     match recorded {
         Ok(Ok(true)) => Ok(()),
         Ok(Ok(false)) => Err(ClaimError::Replayed),
-        Ok(Err(e)) => {
-            crate::metrics::inc(&state.metrics.store_errors);
-            Err(ClaimError::Unavailable(e.to_string()))
-        }
-        Err(_) => {
-            crate::metrics::inc(&state.metrics.store_errors);
-            Err(ClaimError::Unavailable(format!(
-                "recording a one-time value took over {CLAIM_WAIT:?}"
-            )))
-        }
+        Ok(Err(e)) => Err(ClaimError::Unavailable(e)),
+        Err(_) => Err(ClaimError::Unavailable(StoreError::Unavailable(format!(
+            "recording a one-time value took over {CLAIM_WAIT:?}"
+        )))),
     }
 }
 

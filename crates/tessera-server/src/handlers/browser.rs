@@ -165,8 +165,7 @@ pub(crate) async fn refresh_browser(
     let session = state
         .store
         .session_for_refresh(&refresh::hash(token))
-        .await
-        .map_err(AppError::unavailable)?
+        .await?
         .ok_or_else(|| AppError::unauthenticated().clearing_cookies())?;
     auth::csrf::check_csrf_token(&state, headers, &session.id)?;
     if session.dpop_jkt.is_some() || session.client != "browser" {
@@ -206,7 +205,7 @@ pub(crate) async fn logout(
         if let Some(token) = jar.refresh.filter(|t| refresh::is_well_formed(t)) {
             sid = match state.store.session_for_refresh(&refresh::hash(token)).await {
                 Ok(s) => s.map(|s| s.id),
-                Err(e) => return Err(AppError::unavailable(e).clearing_cookies()),
+                Err(e) => return Err(AppError::from(e).clearing_cookies()),
             };
         }
     }

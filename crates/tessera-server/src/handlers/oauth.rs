@@ -13,7 +13,7 @@ use serde_json::json;
 use tessera_core::refresh;
 
 use crate::http::body::{content_type_is, read_body, AUTH_BODY_LIMIT};
-use crate::http::error::AppError;
+use crate::http::error::{AppError, ErrorCode};
 use crate::http::peer::PeerAddr;
 use crate::metrics::inc;
 use crate::sessions::audit::{self, Event};
@@ -23,16 +23,24 @@ use crate::state::AppState;
 
 type AppResult<T> = Result<T, AppError>;
 
-fn oauth(status: StatusCode, code: &'static str, description: &'static str) -> AppError {
-    AppError::new(status, "invalid_request", description).oauth(code)
+fn oauth(status: StatusCode, code: ErrorCode, description: &'static str) -> AppError {
+    AppError::new(status, code, description).oauth(code)
 }
 
 fn invalid_request(description: &'static str) -> AppError {
-    oauth(StatusCode::BAD_REQUEST, "invalid_request", description)
+    oauth(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidRequest,
+        description,
+    )
 }
 
 fn invalid_grant(description: &'static str) -> AppError {
-    oauth(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    oauth(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidGrant,
+        description,
+    )
 }
 
 /// A JSON object whose member names are unique.
@@ -70,11 +78,11 @@ async fn params(headers: &HeaderMap, body: axum::body::Body) -> AppResult<HashMa
     let is_form = content_type_is(headers, "application/x-www-form-urlencoded");
     let is_json = content_type_is(headers, "application/json");
     if !is_form && !is_json {
-        return Err(AppError::unsupported_media_type().oauth("invalid_request"));
+        return Err(AppError::unsupported_media_type().oauth(ErrorCode::InvalidRequest));
     }
     let bytes = read_body(body, AUTH_BODY_LIMIT)
         .await
-        .map_err(|e| e.oauth("invalid_request"))?;
+        .map_err(|e| e.oauth(ErrorCode::InvalidRequest))?;
     let mut out = HashMap::new();
     if is_form {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
@@ -180,7 +188,7 @@ pub(crate) async fn token(State(state): State<Arc<AppState>>, req: Request) -> A
                 .store
                 .session_for_refresh(&refresh::hash(token))
                 .await
-                .map_err(|e| oauth_shape(AppError::unavailable(e)))?
+                .map_err(|e| oauth_shape(e.into()))?
                 .ok_or_else(|| invalid_grant("unknown refresh token"))?;
             // A browser family refreshes only through its cookie at /auth/refresh.
             if session.client != "api" {
@@ -190,7 +198,7 @@ pub(crate) async fn token(State(state): State<Arc<AppState>>, req: Request) -> A
             if session.dpop_jkt != binding {
                 return Err(oauth(
                     StatusCode::BAD_REQUEST,
-                    "invalid_dpop_proof",
+                    ErrorCode::InvalidDpopProof,
                     "a DPoP proof by the key this token is bound to is required",
                 ));
             }
@@ -201,7 +209,7 @@ pub(crate) async fn token(State(state): State<Arc<AppState>>, req: Request) -> A
                 RefreshResult::Rotated(rotated) => Ok(token_response(&state, &rotated.2, None)),
                 RefreshResult::Reused(_) => Err(oauth(
                     StatusCode::UNAUTHORIZED,
-                    "refresh_token_reused",
+                    ErrorCode::RefreshTokenReused,
                     "this refresh token was already used; the session has been ended",
                 )),
                 RefreshResult::Invalid => Err(invalid_grant("refresh token expired or revoked")),
@@ -209,7 +217,7 @@ pub(crate) async fn token(State(state): State<Arc<AppState>>, req: Request) -> A
         }
         Some(_) => Err(oauth(
             StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
+            ErrorCode::UnsupportedGrantType,
             "supported: password, refresh_token",
         )),
     }
@@ -242,7 +250,7 @@ pub(crate) async fn revoke(
             .store
             .session_for_refresh(&refresh::hash(token))
             .await
-            .map_err(|e| oauth_shape(AppError::unavailable(e)))?
+            .map_err(|e| oauth_shape(e.into()))?
             .map(|s| s.id)
     } else {
         let ring = state.keys.load();

@@ -3,7 +3,7 @@
 use axum::http::{header, HeaderMap, HeaderValue};
 
 use crate::config::CookieMode;
-use crate::http::error::AppError;
+use crate::http::error::{AppError, ErrorCode};
 
 /// Split mode: the JWT payload segment, readable by script.
 pub const CLAIMS: &str = "__Host-tessera-claims";
@@ -91,7 +91,7 @@ pub fn read(headers: &HeaderMap) -> Result<TesseraCookies<'_>, AppError> {
         if total > MAX_COOKIE_HEADER {
             return Err(AppError::new(
                 axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "cookies too large",
             ));
         }
@@ -385,7 +385,10 @@ mod tests {
         assert_eq!(c.claims, Some("abc"));
         assert_eq!(c.sig, Some("h.s"));
         let h = headers(&["__Host-tessera-sig=x; __Host-tessera-sig=y"]);
-        assert_eq!(read(&h).unwrap_err().code(), "invalid_request");
+        assert_eq!(
+            read(&h).unwrap_err().code(),
+            crate::http::error::ErrorCode::InvalidRequest
+        );
         let big = format!("x={}", "a".repeat(9000));
         assert!(read(&headers(&[&big])).is_err());
     }

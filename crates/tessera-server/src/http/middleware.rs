@@ -8,7 +8,7 @@ use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::http::error::{self, AppError};
+use crate::http::error::{self, AppError, ErrorCode};
 use crate::state::AppState;
 
 /// The longest request target (path and query) accepted; longer gets 414.
@@ -22,7 +22,7 @@ fn check_request_shape(state: &AppState, req: &Request) -> Result<(), error::App
     if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
         return Err(error::AppError::new(
             StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             "request target too long",
         ));
     }
@@ -39,7 +39,7 @@ fn check_request_shape(state: &AppState, req: &Request) -> Result<(), error::App
     if total > state.config.limits.max_header_bytes || h.len() > state.config.limits.max_headers {
         return Err(error::AppError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             "request headers too large",
         ));
     }
@@ -187,7 +187,7 @@ where
                 Ok(res) => res,
                 Err(_) => error::AppError::new(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "timeout",
+                    ErrorCode::Timeout,
                     "the request took too long",
                 )
                 .retry_after(1)
@@ -201,6 +201,9 @@ where
         }
         res
     };
+    if res.extensions().get::<error::StoreFailure>().is_some() {
+        crate::metrics::inc(&state.metrics.store_errors);
+    }
     state.metrics.count_status(res.status().as_u16());
     state.metrics.count_route(route, res.status().as_u16());
     res.headers_mut().insert(X_REQUEST_ID, request_id);

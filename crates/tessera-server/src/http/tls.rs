@@ -9,18 +9,63 @@ use rustls::ServerConfig;
 
 use crate::config::{TlsConfig, TlsMode};
 
+/// Why TLS could not be set up; each message names the configuration key it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// `tls.mode = "files"` without both files.
+    #[error("configuration key `tls.cert`/`tls.key`: both are required with mode \"files\"")]
+    MissingFiles,
+    /// A file could not be read or written.
+    #[error("configuration key `{key}`: {path}: {source}")]
+    File {
+        /// `tls.cert`, `tls.key` or `data_dir`.
+        key: &'static str,
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A file holds no usable PEM certificate or key.
+    #[error("configuration key `{key}`: {path}: {detail}")]
+    Pem {
+        /// `tls.cert` or `tls.key`.
+        key: &'static str,
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The certificate and key do not go together (or rustls refused them).
+    #[error("configuration key `tls.cert`/`tls.key`: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The self-signed certificate could not be made.
+    #[error("configuration key `tls.mode`: self-signed certificate: {0}")]
+    SelfSigned(#[from] rcgen::Error),
+}
+
+fn file_error<'a>(
+    key: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> TlsError + 'a {
+    move |source| TlsError::File {
+        key,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 /// Builds the rustls server configuration for `tls`, or `None` when TLS is off.
 /// `hosts` are extra names for a self-signed certificate.
 pub fn server_config(
     tls: &TlsConfig,
     data_dir: &Path,
     hosts: &[String],
-) -> Result<Option<Arc<ServerConfig>>, String> {
+) -> Result<Option<Arc<ServerConfig>>, TlsError> {
     let (cert_path, key_path) = match tls.mode {
         TlsMode::Off => return Ok(None),
         TlsMode::Files => match (&tls.cert, &tls.key) {
             (Some(c), Some(k)) => (c.clone(), k.clone()),
-            _ => return Err("tls.cert and tls.key are required".into()),
+            _ => return Err(TlsError::MissingFiles),
         },
         TlsMode::SelfSigned => ensure_self_signed(data_dir, hosts)?,
     };
@@ -28,52 +73,61 @@ pub fn server_config(
     let key = read_key(&key_path)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("tls.cert/tls.key: {e}"))?;
+        .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some(Arc::new(config)))
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("tls.cert {}: {e}", path.display()))?;
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(file_error("tls.cert", path))?;
+    let pem_error = |detail: String| TlsError::Pem {
+        key: "tls.cert",
+        path: path.display().to_string(),
+        detail,
+    };
     let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut pem.as_slice()).collect();
-    let certs = certs.map_err(|e| format!("tls.cert {}: {e}", path.display()))?;
+    let certs = certs.map_err(|e| pem_error(e.to_string()))?;
     if certs.is_empty() {
-        return Err(format!("tls.cert {}: no certificate found", path.display()));
+        return Err(pem_error("no certificate found".into()));
     }
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("tls.key {}: {e}", path.display()))?;
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = std::fs::read(path).map_err(file_error("tls.key", path))?;
+    let pem_error = |detail: String| TlsError::Pem {
+        key: "tls.key",
+        path: path.display().to_string(),
+        detail,
+    };
     rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| format!("tls.key {}: {e}", path.display()))?
-        .ok_or_else(|| format!("tls.key {}: no private key found", path.display()))
+        .map_err(|e| pem_error(e.to_string()))?
+        .ok_or_else(|| pem_error("no private key found".into()))
 }
 
 /// Makes `data_dir/tls/{cert,key}.pem` once (for localhost, 127.0.0.1, ::1 and `hosts`).
-pub fn ensure_self_signed(data_dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), String> {
+pub fn ensure_self_signed(
+    data_dir: &Path,
+    hosts: &[String],
+) -> Result<(PathBuf, PathBuf), TlsError> {
     let dir = data_dir.join("tls");
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     if cert_path.is_file() && key_path.is_file() {
         return Ok((cert_path, key_path));
     }
-    std::fs::create_dir_all(&dir).map_err(|e| format!("data_dir {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(file_error("data_dir", &dir))?;
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     for h in hosts {
         if !names.contains(h) {
             names.push(h.clone());
         }
     }
-    let cert = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("self-signed certificate: {e}"))?;
-    std::fs::write(&cert_path, cert.cert.pem())
-        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let cert = rcgen::generate_simple_self_signed(names)?;
+    std::fs::write(&cert_path, cert.cert.pem()).map_err(file_error("data_dir", &cert_path))?;
     crate::fsutil::write_private(&key_path, cert.key_pair.serialize_pem().as_bytes())
-        .map_err(|e| format!("{}: {e}", key_path.display()))?;
+        .map_err(file_error("data_dir", &key_path))?;
     Ok((cert_path, key_path))
 }

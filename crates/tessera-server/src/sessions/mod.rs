@@ -56,7 +56,7 @@ pub(crate) fn sign_access_token(
         .keys
         .load()
         .sign(&claims)
-        .ok_or_else(|| AppError::unavailable("no active signing key"))?;
+        .ok_or_else(AppError::no_signing_key)?;
     Ok((token, claims))
 }
 
@@ -82,11 +82,7 @@ pub(crate) async fn start_session(
     state
         .store
         .create_session(&session, &refresh::hash(&refresh_token))
-        .await
-        .map_err(|e| {
-            inc(&state.metrics.store_errors);
-            AppError::unavailable(e)
-        })?;
+        .await?;
     let (access_token, claims) = sign_access_token(state, user, &session, now)?;
     inc(&state.metrics.login_success);
     audit::record(
@@ -172,20 +168,13 @@ async fn rotate_unaudited(state: &AppState, token: &str) -> AppResult<RefreshRes
         idle_ttl: state.config.tokens.refresh_ttl.as_secs(),
         revoke_until: now.plus(state.token_life()),
     };
-    let outcome = state
-        .store
-        .rotate_refresh_token(&rotation)
-        .await
-        .map_err(|e| {
-            inc(&state.metrics.store_errors);
-            AppError::unavailable(e)
-        })?;
+    let outcome = state.store.rotate_refresh_token(&rotation).await?;
     match outcome {
         RotateOutcome::Rotated { session, .. } => {
             let user = match state.store.user_by_id(session.user_id).await {
                 Ok(Some(u)) if !u.disabled => u,
                 Ok(_) => return Ok(RefreshResult::Invalid),
-                Err(e) => return Err(AppError::unavailable(e)),
+                Err(e) => return Err(e.into()),
             };
             let (access_token, claims) = sign_access_token(state, &user, &session, now)?;
             inc(&state.metrics.refresh);
@@ -220,10 +209,7 @@ pub(crate) async fn revoke_session(state: &AppState, sid: SessionId) -> Result<(
         .store
         .revoke_session(sid, now, until)
         .await
-        .map_err(|e| {
-            inc(&state.metrics.store_errors);
-            AppError::unavailable(e).clearing_cookies()
-        })?;
+        .map_err(|e| AppError::from(e).clearing_cookies())?;
     Ok(())
 }
 
@@ -236,10 +222,7 @@ pub(crate) async fn revoke_user(state: &AppState, user: UserId) -> Result<usize,
         .store
         .revoke_user(user, now, until)
         .await
-        .map_err(|e| {
-            inc(&state.metrics.store_errors);
-            AppError::unavailable(e).clearing_cookies()
-        })?;
+        .map_err(|e| AppError::from(e).clearing_cookies())?;
     for sid in &sessions {
         state.denylist.revoke_session(*sid, until);
     }

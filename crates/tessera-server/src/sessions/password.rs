@@ -60,11 +60,7 @@ pub(crate) async fn check_password(
         let failures = state
             .store
             .login_failures_since(&key, UnixTime(now.0.saturating_sub(59)))
-            .await
-            .map_err(|e| {
-                inc(&state.metrics.store_errors);
-                AppError::unavailable(e)
-            })?;
+            .await?;
         if failures >= state.limiter.per_user_per_minute() {
             inc(&state.metrics.login_rate_limited);
             return Err(AppError::rate_limited(state.limiter.cluster_wait()));
@@ -119,10 +115,7 @@ async fn check_password_unthrottled(
         inc(&state.metrics.login_overloaded);
         AppError::overloaded()
     })?;
-    let user = state.store.user_by_name(username).await.map_err(|e| {
-        inc(&state.metrics.store_errors);
-        AppError::unavailable(e)
-    })?;
+    let user = state.store.user_by_name(username).await?;
     let stored = user
         .as_ref()
         .map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());

@@ -25,6 +25,23 @@ use crate::metrics::inc;
 use crate::state::AppState;
 use headers::{clean_response_headers, upstream_request_headers, Caller};
 
+/// Why `upstream` is not a usable URL.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamUrlError {
+    /// Not a URL at all.
+    #[error("configuration key `upstream`: not a URL")]
+    NotAUrl,
+    /// No `http://`.
+    #[error("configuration key `upstream`: needs a scheme (http://host:port)")]
+    NoScheme,
+    /// No host.
+    #[error("configuration key `upstream`: needs a host")]
+    NoHost,
+    /// A host that cannot be a `Host` header.
+    #[error("configuration key `upstream`: bad host")]
+    BadHost,
+}
+
 /// The upstream API and the pooled HTTP client that reaches it.
 #[derive(Clone, Debug)]
 pub struct Upstream {
@@ -41,12 +58,10 @@ pub struct Upstream {
 
 impl Upstream {
     /// Parses `http://host:port[/base]`.
-    pub fn new(url: &str, config: &Config) -> Result<Self, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| format!("upstream {url:?} is not a URL"))?;
-        let scheme = uri.scheme().cloned().ok_or("upstream needs a scheme")?;
-        let authority = uri.authority().cloned().ok_or("upstream needs a host")?;
+    pub fn new(url: &str, config: &Config) -> Result<Self, UpstreamUrlError> {
+        let uri: Uri = url.parse().map_err(|_| UpstreamUrlError::NotAUrl)?;
+        let scheme = uri.scheme().cloned().ok_or(UpstreamUrlError::NoScheme)?;
+        let authority = uri.authority().cloned().ok_or(UpstreamUrlError::NoHost)?;
         let base_path = uri.path().trim_end_matches('/').to_owned();
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -55,8 +70,8 @@ impl Upstream {
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .pool_max_idle_per_host(256)
             .build(connector);
-        let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|_| format!("upstream {url:?} has a bad host"))?;
+        let host =
+            HeaderValue::from_str(authority.as_str()).map_err(|_| UpstreamUrlError::BadHost)?;
         let addr = format!(
             "{}:{}",
             authority.host(),
