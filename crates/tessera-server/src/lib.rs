@@ -126,7 +126,7 @@ fn app(state: Arc<AppState>) -> Router {
 /// The application as [`http::serve::run`] serves it: requests for tessera's own routes go
 /// through the [`app`] router; all others (the gateway: most requests) go straight to the
 /// gateway under the same checks and headers, without the router's matching, boxing and
-/// middleware layers (see bench/log/2026-11-23_to_2026-12-02.md for what that saves per proxied request).
+/// middleware layers (what that saves is in bench/log/).
 #[derive(Clone)]
 pub struct App(Arc<(Router, Arc<AppState>)>);
 

@@ -29,8 +29,8 @@ const PULL_DEADLINE: Duration = Duration::from_secs(30);
 /// Hands memory freed while loading back to the OS (glibc keeps it otherwise, spread over
 /// its per-thread arenas: the feed's pages are read on SQLite's thread and freed on the
 /// runtime's). Called once the start-up load is done, so a node's resident size reflects
-/// what it holds: with 1 000 000 revoked sessions it varied between 93 and 103 MiB from
-/// run to run before (bench/log/2026-11-23_to_2026-12-02.md). A no-op off glibc.
+/// what it holds rather than how the load's allocations happened to fall (bench/log/). A
+/// no-op off glibc.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn release_free_memory() {

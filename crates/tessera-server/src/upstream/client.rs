@@ -374,8 +374,7 @@ impl Http1 {
 /// True if an idle connection has nothing to read: no byte, no EOF, no error.
 ///
 /// Asks the kernel (`recv` with `MSG_PEEK` on the non-blocking socket), one system call
-/// per reuse; `bench/instructions` counted 36 754 user-space instructions per proxied
-/// request with it and 36 802 with the `try_read` it replaces (the same, within noise).
+/// per reuse, which costs no more than the `try_read` it replaced (bench/log/).
 /// tokio's `try_read` is no substitute: it answers `WouldBlock` without a system call
 /// unless the runtime's I/O driver has already recorded readiness, which under steady
 /// traffic it often has not, so stray bytes would be read as the next request's answer.
@@ -467,8 +466,8 @@ enum Parsed {
 }
 
 fn parse_head(buf: &[u8], is_head: bool) -> Result<Parsed, UpstreamError> {
-    // Slots left uninitialised: httparse writes the ones it fills. Zeroing all 128 (4 KiB)
-    // for every answer cost about 400 instructions per proxied request (BENCHMARKS.md).
+    // Slots left uninitialised: httparse writes the ones it fills, and zeroing all 128
+    // (4 KiB) for every answer showed in the instruction count (bench/log/).
     let mut slots =
         [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut []);
