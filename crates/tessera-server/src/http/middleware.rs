@@ -259,6 +259,72 @@ pub(crate) fn refused_method(method: &Method) -> Option<Response> {
 mod tests {
     use super::*;
     use axum::http::header;
+    use std::sync::atomic::Ordering;
+
+    async fn state() -> (Arc<AppState>, std::path::PathBuf) {
+        let mut config = crate::config::Config::default();
+        config.passwords.m_cost = 8192;
+        config.passwords.t_cost = 1;
+        config.passwords.workers = 1;
+        let db = std::env::temp_dir().join(format!(
+            "tessera-mw-{}.db",
+            tessera_core::b64::encode(tessera_core::random_bytes::<8>())
+        ));
+        let store = tessera_store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let state = AppState::build(crate::StateParts {
+            config,
+            public_origin: "https://gw.test".into(),
+            store,
+            master: tessera_core::MasterKey::from_bytes([7; 32]),
+            clock: Arc::new(tessera_core::ManualClock::new(tessera_core::UnixTime(
+                1_700_000_000,
+            ))),
+            upstream: None,
+            demo_assets: false,
+            tls: true,
+        })
+        .await
+        .unwrap();
+        (state, db)
+    }
+
+    /// A store failure is counted once per request, however many layers it crossed, and
+    /// answered 503 `unavailable`; answers that are not store failures are not counted.
+    #[tokio::test]
+    async fn a_store_failure_counts_once_in_store_errors() {
+        let (state, db) = state().await;
+        let req = || {
+            Request::builder()
+                .uri("/auth/session")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let res = wrap(&state, req(), Some("/auth/session"), |_| async {
+            let failed: Result<(), AppError> =
+                Err(tessera_store::StoreError::Unavailable("connection refused".into()).into());
+            failed
+                .map_err(|e| e.clearing_cookies())
+                .unwrap_err()
+                .into_response()
+        })
+        .await;
+        assert_eq!(res.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(state.metrics.store_errors.load(Ordering::Relaxed), 1);
+        let res = wrap(&state, req(), Some("/auth/session"), |_| async {
+            AppError::unauthenticated().into_response()
+        })
+        .await;
+        assert_eq!(res.status(), axum::http::StatusCode::UNAUTHORIZED);
+        let res = wrap(&state, req(), Some("/auth/session"), |_| async {
+            AppError::no_signing_key().into_response()
+        })
+        .await;
+        assert_eq!(res.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(state.metrics.store_errors.load(Ordering::Relaxed), 1);
+        let _ = std::fs::remove_file(db);
+    }
 
     #[test]
     fn connect_and_trace_are_refused_with_allow() {

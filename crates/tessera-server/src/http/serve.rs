@@ -584,8 +584,3 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for SendDeadline<T> {
         this.watch(cx, poll)
     }
 }
-
-/// The address a listener is bound to, for the `listening on` line.
-pub fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
-    listener.local_addr()
-}
