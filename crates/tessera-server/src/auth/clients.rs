@@ -119,11 +119,9 @@ pub async fn add(
 /// Reloads the table every `sync.key_poll`, so a client added or disabled on any node
 /// (or with the CLI) takes effect here within that time.
 pub(crate) fn spawn_reload(state: std::sync::Arc<AppState>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.config.sync.key_poll);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    crate::cluster::sync::every(state.config.sync.key_poll, move || {
+        let state = std::sync::Arc::clone(&state);
+        async move {
             if let Err(e) = reload(&state).await {
                 tracing::debug!(error = %e, "client reload failed");
             }

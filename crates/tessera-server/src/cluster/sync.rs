@@ -288,15 +288,30 @@ pub fn spawn(state: Arc<AppState>) {
             }
         }
     });
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.config.sync.key_poll);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    every(state.config.sync.key_poll, move || {
+        let state = Arc::clone(&state);
+        async move {
             if let Err(e) = refresh_keys(&state).await {
                 crate::metrics::inc(&state.metrics.store_errors);
                 tracing::warn!(error = %e, "key refresh failed; keeping the current keys");
             }
+        }
+    });
+}
+
+/// Runs `task` now and then every `period` on its own tokio task, a late run delaying the
+/// next rather than bunching up.
+pub(crate) fn every<F, Fut>(period: Duration, mut task: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            task().await;
         }
     });
 }
