@@ -3,8 +3,7 @@
 //! `cargo bench -p tessera-core --bench ratio`
 //!
 //! criterion times one row after another, minutes apart; on a shared virtual machine the
-//! speed of scalar code can drift by ±20 % in that time, which moves a ratio of two rows by
-//! as much. Here each check and its raw primitive are timed in alternating short batches
+//! speed of scalar code drifts in that time, which moves a ratio of two rows by as much. Here each check and its raw primitive are timed in alternating short batches
 //! over the same bytes (the order flips every round), so both see the same machine, and the
 //! table gives the ratio of the medians with the 10th and 90th percentiles of the ratios
 //! of paired batches.

@@ -3,8 +3,8 @@
 //! Checked on every request, so it is a hash lookup under a read lock. Entries carry the
 //! time after which no token they could deny is still valid, and [`Denylist::purge`]
 //! drops them then, which keeps the list bounded by the revocations of one token lifetime.
-//! Memory: a session entry is a 16-byte id and a 4-byte time (≈ 44 bytes per entry
-//! including hash-table slack), about 44 MiB per million revoked sessions.
+//! Memory: a session entry is a 16-byte id and a 4-byte time plus hash-table slack; a
+//! million revoked sessions must fit in 64 MiB (`tests/denylist_memory.rs` holds that).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -61,7 +61,7 @@ fn argon2(params: HashParams) -> Result<Argon2<'static>, PasswordError> {
 /// Memory blocks kept by a hashing thread and reused by every hash it computes: Argon2
 /// needs `m_cost` KiB per hash (19 MiB at OWASP parameters). Allocating that per login
 /// let glibc keep freed blocks in each thread's arena, and resident memory grew under a
-/// login flood (131 MiB after the bench's flood); a hashing thread now owns one block
+/// login flood; a hashing thread now owns one block
 /// array for its life. Other threads (start-up, the CLI) and larger-than-usual requests
 /// (an imported hash with a bigger `m`) use a temporary array, freed at once.
 const KEEP_BLOCKS_MAX: usize = 256 * 1024;

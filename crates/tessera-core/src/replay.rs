@@ -11,8 +11,7 @@
 //! requests/s × 300 s = 300 000 entries.
 //!
 //! Memory: only a 16-byte truncated SHA-256 of each key is kept, plus its expiry, in a
-//! hash map and a min-heap: about 80 bytes per entry including table slack, so about
-//! 80 MiB per million entries. Nothing grows beyond `capacity` entries.
+//! hash map and a min-heap. Nothing grows beyond `capacity` entries.
 //!
 //! Scope: one cache is local to one process. In a cluster a value replayed against
 //! another node is not caught here; the server pairs it with the store's shared record of

@@ -78,7 +78,8 @@ impl AccessClaims {
     }
 
     /// Parses claims JSON strictly (see the type's documentation); `None` if refused.
-    /// This is the parser of the verification path, not serde's.
+    /// The verification path's parser: a fast path for the layout tessera signs, the
+    /// derived serde implementation for anything else, with the same verdicts.
     pub fn from_json(json: &[u8]) -> Option<Self> {
         crate::claims_json::parse(json)
     }

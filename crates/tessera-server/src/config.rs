@@ -572,7 +572,10 @@ impl Config {
     /// Checks every value, naming the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.worker_threads > MAX_WORKER_THREADS {
-            return Err(bad("worker_threads", "must be 0 (one per CPU) … 1024"));
+            return Err(bad(
+                "worker_threads",
+                "must be between 0 (one per CPU) and 1024",
+            ));
         }
         if let Some(o) = &self.public_origin {
             if !valid_origin(o) {
@@ -616,11 +619,12 @@ impl Config {
             }
         }
         self.validate_static()?;
-        if self.tls.mode == TlsMode::Files && (self.tls.cert.is_none() || self.tls.key.is_none()) {
-            return Err(bad(
-                "tls.cert",
-                "tls.mode = \"files\" needs tls.cert and tls.key",
-            ));
+        if self.tls.mode == TlsMode::Files {
+            for (key, path) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+                if path.is_none() {
+                    return Err(bad(key, "must be set when tls.mode = \"files\""));
+                }
+            }
         }
         let t = &self.tokens;
         if t.access_ttl < Duration::from_secs(1) || t.access_ttl > Duration::from_secs(3600) {
@@ -662,15 +666,15 @@ impl Config {
             }
         }
         let l = &self.limits;
-        if l.max_body_bytes == 0
-            || l.max_header_bytes < 1024
-            || l.max_headers < 8
-            || l.max_connections == 0
-        {
-            return Err(bad(
-                "limits",
-                "limits must be positive (max_header_bytes ≥ 1024, max_headers ≥ 8)",
-            ));
+        for (key, value, least) in [
+            ("limits.max_body_bytes", l.max_body_bytes, 1),
+            ("limits.max_header_bytes", l.max_header_bytes, 1024),
+            ("limits.max_headers", l.max_headers, 8),
+            ("limits.max_connections", l.max_connections, 1),
+        ] {
+            if value < least {
+                return Err(bad(key, format!("must be at least {least}")));
+            }
         }
         for (key, d) in [
             ("limits.header_timeout", l.header_timeout),
@@ -688,11 +692,14 @@ impl Config {
             return Err(bad("limits.max_upstream_per_ip", "must be at least 1"));
         }
         let p = &self.passwords;
-        if p.m_cost < 8192 || p.t_cost == 0 || p.p_cost == 0 {
-            return Err(bad(
-                "passwords.m_cost",
-                "argon2 needs m_cost ≥ 8192 KiB, t_cost ≥ 1, p_cost ≥ 1",
-            ));
+        if p.m_cost < 8192 {
+            return Err(bad("passwords.m_cost", "must be at least 8192 (KiB)"));
+        }
+        if p.t_cost == 0 {
+            return Err(bad("passwords.t_cost", "must be at least 1"));
+        }
+        if p.p_cost == 0 {
+            return Err(bad("passwords.p_cost", "must be at least 1"));
         }
         if p.min_length < 8 {
             return Err(bad("passwords.min_length", "must be at least 8"));
@@ -721,11 +728,16 @@ impl Config {
         if self.signatures.window.is_zero() || self.signatures.window > Duration::from_secs(3600) {
             return Err(bad("signatures.window", "must be between 1s and 1h"));
         }
-        if self.dpop.replay_capacity == 0 || self.signatures.replay_capacity == 0 {
-            return Err(bad(
-                "dpop.replay_capacity",
-                "replay caches need room for at least one entry",
-            ));
+        for (key, capacity) in [
+            ("dpop.replay_capacity", self.dpop.replay_capacity),
+            (
+                "signatures.replay_capacity",
+                self.signatures.replay_capacity,
+            ),
+        ] {
+            if capacity == 0 {
+                return Err(bad(key, "must be at least 1 (a replay cache needs room)"));
+            }
         }
         let sig = &self.signatures;
         if sig.max_buffered_bytes < self.limits.max_body_bytes
@@ -744,8 +756,17 @@ impl Config {
                 "must be between 100ms and 10m",
             ));
         }
-        if self.rate_limit.per_username_per_minute == 0 || self.rate_limit.per_ip_per_minute == 0 {
-            return Err(bad("rate_limit", "limits must be at least 1"));
+        let r = &self.rate_limit;
+        for (key, per_minute) in [
+            (
+                "rate_limit.per_username_per_minute",
+                r.per_username_per_minute,
+            ),
+            ("rate_limit.per_ip_per_minute", r.per_ip_per_minute),
+        ] {
+            if per_minute == 0 {
+                return Err(bad(key, "must be at least 1"));
+            }
         }
         Ok(())
     }

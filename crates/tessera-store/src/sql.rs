@@ -149,8 +149,8 @@ impl SqliteStore {
 pub struct PgStore {
     pool: PgPool,
     /// Connections with `synchronous_commit = off`, for one-time values only: their
-    /// commit does not wait for the WAL flush, which took a first use from 5.6 ms to
-    /// 0.30 ms on the test host (`benches/replay.rs`). A PostgreSQL crash can lose the
+    /// commit does not wait for the WAL flush, the bulk of a first use's time
+    /// (BENCHMARKS.md, "Cluster-wide checks in the store"). A PostgreSQL crash can lose the
     /// last moments of them (at most 3 × `wal_writer_delay`, 600 ms by default), never
     /// anything else, and never corrupts the table; SQLite's `synchronous = NORMAL` makes
     /// the same trade for every write.

@@ -258,6 +258,18 @@ fn without_key_prefix(message: &str, key: &str) -> String {
     m.to_owned()
 }
 
+/// serde's ``unknown field `name`, expected one of …`` without the name again (the key is
+/// named once, by [`ConfigError`]).
+fn unknown_key(message: &str) -> Option<String> {
+    let (_, rest) = message.strip_prefix("unknown field `")?.split_once('`')?;
+    let rest = rest.trim_start_matches(',').trim();
+    Some(if rest.is_empty() {
+        "unknown key".to_owned()
+    } else {
+        format!("unknown key; {rest}")
+    })
+}
+
 /// Deserialises and validates a table.
 pub(crate) fn from_table(table: Table) -> Result<Config, ConfigError> {
     let config: Config = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
@@ -269,6 +281,7 @@ pub(crate) fn from_table(table: Table) -> Result<Config, ConfigError> {
             _ => path,
         };
         let problem = without_key_prefix(&inner, &key);
+        let problem = unknown_key(&problem).unwrap_or(problem);
         err(key, problem)
     })?;
     config.validate()?;
@@ -392,6 +405,22 @@ mod tests {
         let e = load_str("[tokens]\naccess_ttl = 5", &[]).unwrap_err();
         assert_eq!(e.key, "tokens.access_ttl");
         assert!(!e.problem.contains("access_ttl"), "{}", e.problem);
+        // An unknown key is not repeated by serde's "unknown field `…`" either.
+        for (toml, key) in [
+            ("[tokens]\nacess_ttl = 5", "tokens.acess_ttl"),
+            ("lisen = 1", "lisen"),
+        ] {
+            let e = load_str(toml, &[]).unwrap_err();
+            assert_eq!(e.key, key);
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            assert!(
+                e.problem.starts_with("unknown key; expected one of"),
+                "{}",
+                e.problem
+            );
+            assert!(!e.problem.contains(&format!("`{leaf}`")), "{}", e.problem);
+            assert!(!e.problem.contains('\n'), "{}", e.problem);
+        }
     }
 
     #[test]

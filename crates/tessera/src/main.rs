@@ -222,8 +222,8 @@ fn report(f: &Failure) -> ExitCode {
 
 /// The runtime serving requests on `worker_threads` threads (0: one per CPU the process
 /// may use). With one thread it is tokio's single-threaded scheduler, which skips the
-/// multi-threaded one's shared queues, work stealing and per-poll timing (bench/log/2026-11-23_to_2026-12-02.md:
-/// 10–17 % more proxied requests per second on one CPU).
+/// multi-threaded one's shared queues, work stealing and per-poll timing, so one CPU
+/// proxies more requests per second.
 fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let n = match worker_threads {
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),

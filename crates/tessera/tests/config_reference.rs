@@ -355,3 +355,266 @@ async fn every_documented_section_can_be_set_from_the_environment() {
         "environment variables silently ignored: {ignored:?}"
     );
 }
+
+/// The keys `Config::validate` (and what it calls) can name: every string literal in
+/// tessera-server's `impl Config` that is a documented key, or one with an index
+/// (`origin_aliases[{i}]` is listed as `origin_aliases[0]`).
+fn keys_named_by_validation() -> BTreeSet<String> {
+    let src = read("crates/tessera-server/src/config.rs");
+    let start = src
+        .find("\nimpl Config {")
+        .expect("impl Config in config.rs");
+    let end = src[start..].find("\n}\n").map_or(src.len(), |e| start + e);
+    let documented: BTreeSet<String> = documented_keys()
+        .into_iter()
+        .map(|k| match k.section.as_str() {
+            "" => k.name,
+            s => format!("{s}.{}", k.name),
+        })
+        .collect();
+    string_literals(&src[start..end])
+        .into_iter()
+        .filter_map(|literal| {
+            let (key, indexed) = match literal.strip_suffix("[{i}]") {
+                Some(k) => (k, true),
+                None => (literal.as_str(), false),
+            };
+            documented.contains(key).then(|| match indexed {
+                true => format!("{key}[0]"),
+                false => key.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Environment variables for one run of the binary.
+type Env = Vec<(String, String)>;
+
+/// The string literals of Rust source, unescaped only as far as finding where they end.
+fn string_literals(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = code.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut literal = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => break,
+                c => literal.push(c),
+            }
+        }
+        out.push(literal);
+    }
+    out
+}
+
+/// Every validation rule, through the real binary: a bad value (a TOML snippet, or a
+/// variable) and the key the one-line message must name — exactly once, as
+/// `` configuration key `key`: `` — with exit code 2. The table must cover every key
+/// the validation can name.
+#[tokio::test]
+async fn every_validation_rule_names_its_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("www")).unwrap();
+    std::fs::write(dir.path().join("www/index.html"), "<!doctype html>").unwrap();
+    let www = format!(
+        "static_dir = {:?}\n",
+        dir.path().join("www").display().to_string()
+    );
+    let missing_list = format!(
+        "[passwords]\nbreached_list = {:?}\n",
+        dir.path().join("pwned.txt").display().to_string()
+    );
+    let env = |var: &str, value: &str| vec![(var.to_owned(), value.to_owned())];
+    // (TOML, environment, the key the message names)
+    let cases: Vec<(String, Env, &str)> = [
+        ("worker_threads = 1025", "worker_threads"),
+        (
+            "public_origin = \"https://a.example/path\"",
+            "public_origin",
+        ),
+        ("origin_aliases = [\"localhost:8443\"]", "origin_aliases[0]"),
+        ("database_url = \"mysql://x\"", "database_url"),
+        ("upstream = \"https://127.0.0.1:3000\"", "upstream"),
+        ("upstream = \"127.0.0.1:3000\"", "upstream"),
+        ("public_paths = [\"api/public/\"]", "public_paths[0]"),
+        ("public_paths = [\"/api/../x\"]", "public_paths[0]"),
+        ("static_csp = \"default-src 'self'\\n\"", "static_csp"),
+        ("api_prefixes = [\"/api/%2e\"]", "api_prefixes[0]"),
+        ("spa_fallback = \"index.html\"", "spa_fallback"),
+        ("[tls]\nmode = \"files\"\nkey = \"key.pem\"", "tls.cert"),
+        ("[tls]\nmode = \"files\"\ncert = \"cert.pem\"", "tls.key"),
+        ("[tokens]\naccess_ttl = \"0s\"", "tokens.access_ttl"),
+        ("[tokens]\naccess_ttl = \"2h\"", "tokens.access_ttl"),
+        ("[tokens]\nrefresh_ttl = \"1s\"", "tokens.refresh_ttl"),
+        ("[tokens]\nsession_max = \"1s\"", "tokens.session_max"),
+        ("[tokens]\nrefresh_grace = \"61s\"", "tokens.refresh_grace"),
+        ("[tokens]\nleeway = \"61s\"", "tokens.leeway"),
+        ("[tokens]\nrotate_every = \"59s\"", "tokens.rotate_every"),
+        ("[tokens]\nrotate_every = \"1h\"", "tokens.prepublish"),
+        (
+            "[cors]\nallowed_origins = [\"null\"]",
+            "cors.allowed_origins[0]",
+        ),
+        ("[limits]\nmax_body_bytes = 0", "limits.max_body_bytes"),
+        (
+            "[limits]\nmax_header_bytes = 1023",
+            "limits.max_header_bytes",
+        ),
+        ("[limits]\nmax_headers = 7", "limits.max_headers"),
+        ("[limits]\nmax_connections = 0", "limits.max_connections"),
+        (
+            "[limits]\nheader_timeout = \"99ms\"",
+            "limits.header_timeout",
+        ),
+        ("[limits]\nidle_timeout = \"99ms\"", "limits.idle_timeout"),
+        ("[limits]\nsend_timeout = \"99ms\"", "limits.send_timeout"),
+        ("[limits]\nbody_timeout = \"99ms\"", "limits.body_timeout"),
+        (
+            "[limits]\nrequest_timeout = \"99ms\"",
+            "limits.request_timeout",
+        ),
+        (
+            "[limits]\nupstream_timeout = \"99ms\"",
+            "limits.upstream_timeout",
+        ),
+        (
+            "[limits]\nmax_upstream_per_ip = 0",
+            "limits.max_upstream_per_ip",
+        ),
+        ("[passwords]\nm_cost = 8191", "passwords.m_cost"),
+        ("[passwords]\nt_cost = 0", "passwords.t_cost"),
+        ("[passwords]\np_cost = 0", "passwords.p_cost"),
+        ("[passwords]\nmin_length = 7", "passwords.min_length"),
+        ("[passwords]\nmax_length = 63", "passwords.max_length"),
+        ("[passwords]\nmax_length = 4097", "passwords.max_length"),
+        ("[passwords]\nqueue = 0", "passwords.queue"),
+        ("[passwords]\nworker_nice = 20", "passwords.worker_nice"),
+        ("[passwords]\nworker_nice = -1", "passwords.worker_nice"),
+        ("[dpop]\nmax_age = \"0s\"", "dpop.max_age"),
+        ("[dpop]\nmax_age = \"11m\"", "dpop.max_age"),
+        ("[dpop]\nmax_skew = \"61s\"", "dpop.max_skew"),
+        ("[dpop]\nreplay_capacity = 0", "dpop.replay_capacity"),
+        ("[signatures]\nwindow = \"0s\"", "signatures.window"),
+        ("[signatures]\nwindow = \"61m\"", "signatures.window"),
+        (
+            "[signatures]\nreplay_capacity = 0",
+            "signatures.replay_capacity",
+        ),
+        (
+            "[signatures]\nmax_buffered_bytes = 1024",
+            "signatures.max_buffered_bytes",
+        ),
+        (
+            "[signatures]\nmax_buffered_bytes = 4294967296",
+            "signatures.max_buffered_bytes",
+        ),
+        (
+            "[signatures]\nbody_timeout = \"99ms\"",
+            "signatures.body_timeout",
+        ),
+        (
+            "[signatures]\nbody_timeout = \"11m\"",
+            "signatures.body_timeout",
+        ),
+        (
+            "[rate_limit]\nper_username_per_minute = 0",
+            "rate_limit.per_username_per_minute",
+        ),
+        (
+            "[rate_limit]\nper_ip_per_minute = 0",
+            "rate_limit.per_ip_per_minute",
+        ),
+        // Refused by deserialisation, before the rules: the loader names the key too.
+        ("[tokens]\naccess_ttl = 5", "tokens.access_ttl"),
+        ("[tokens]\nacess_ttl = \"5m\"", "tokens.acess_ttl"),
+        ("lisen = \"127.0.0.1:1\"", "lisen"),
+        ("[cookies]\nmode = \"crumbs\"", "cookies.mode"),
+        (
+            "[rate_limit]\ndevice_ttl = \"forever\"",
+            "rate_limit.device_ttl",
+        ),
+    ]
+    .into_iter()
+    .map(|(toml, key)| (toml.to_owned(), Vec::new(), key))
+    .chain([
+        (
+            format!("{www}spa_fallback = \"../index.html\""),
+            Vec::new(),
+            "spa_fallback",
+        ),
+        (
+            format!("{www}spa_fallback = \"missing.html\""),
+            Vec::new(),
+            "spa_fallback",
+        ),
+        (missing_list, Vec::new(), "passwords.breached_list"),
+        (
+            String::new(),
+            env("TESSERA_LIMITS__MAX_HEADERS", "4"),
+            "limits.max_headers",
+        ),
+        (
+            String::new(),
+            env("TESSERA_RATE_LIMIT__PER_IP_PER_MINUTE", "0"),
+            "rate_limit.per_ip_per_minute",
+        ),
+    ])
+    .collect();
+
+    // The table and the validation name the same keys (besides the rows refused while
+    // deserialising).
+    let deserialisation = [
+        "tokens.acess_ttl",
+        "lisen",
+        "cookies.mode",
+        "rate_limit.device_ttl",
+    ];
+    let covered: BTreeSet<String> = cases
+        .iter()
+        .map(|(_, _, key)| key.to_string())
+        .filter(|key| !deserialisation.contains(&key.as_str()))
+        .collect();
+    assert_eq!(
+        covered,
+        keys_named_by_validation(),
+        "the validation rules and this table name different keys"
+    );
+
+    let file = dir.path().join("tessera.toml");
+    let data_dir = format!(
+        "data_dir = {:?}\n",
+        dir.path().join("data").display().to_string()
+    );
+    let mut wrong = Vec::new();
+    for (toml, env, key) in &cases {
+        // Top-level keys first, so a snippet's `[table]` does not swallow data_dir.
+        std::fs::write(&file, format!("{data_dir}{toml}\n")).unwrap();
+        let out = run_tessera(
+            Path::new(BIN),
+            &["user", "list", "--config", file.to_str().unwrap()],
+            env,
+            None,
+        )
+        .await;
+        let message = out.stderr.trim_end();
+        let leaf = key.rsplit('.').next().unwrap().split('[').next().unwrap();
+        let problem = message.strip_prefix(&format!("tessera: configuration key `{key}`: "));
+        // Named once: not again in full, nor as serde's `name`.
+        let ok = out.code() == Some(2)
+            && message.lines().count() == 1
+            && problem.is_some_and(|p| !p.contains(key) && !p.contains(&format!("`{leaf}`")));
+        if !ok {
+            wrong.push(format!(
+                "{toml:?} {env:?} (exit {:?}): expected `{key}` once, got: {message}",
+                out.code()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
