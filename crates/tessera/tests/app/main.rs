@@ -8,7 +8,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod attacks;
+mod csrf;
+mod gateway;
+mod header_hygiene;
+mod login;
 mod observability;
+mod openapi;
 mod ops;
 mod sessions;
+mod spa;
+mod standards;
 mod tokens;
+mod upstream_desync;
