@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod attacks;
+mod brute_force;
 mod csrf;
 mod gateway;
 mod header_hygiene;
