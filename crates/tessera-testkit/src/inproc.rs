@@ -19,9 +19,11 @@
 //! real timers, reading the manual clock). A test that moves the clock past a key
 //! rotation or a revocation's end calls [`InProc::sync`], which does at once what the
 //! next `sync.key_poll` / `sync.revocation_poll` tick would do. Paused tokio time
-//! (`start_paused`) is not used: it auto-advances whenever the runtime idles, which it
-//! does while a password is hashed on the hashing threads or a socket waits, and then
-//! fires every request timeout.
+//! (`start_paused`) is not used for the server: paused, tokio jumps to the next timer
+//! whenever no task is ready to run, as while a password is hashed on the hashing
+//! threads (outside the runtime), and would then fire request and header timeouts. Code
+//! scheduled on tokio's clock alone (tessera-verify's JWKS cache) is moved with
+//! [`crate::skip_tokio_time`].
 //!
 //! Every use of the `tessera_server` and `tessera_store` APIs by the harness is in this
 //! file.

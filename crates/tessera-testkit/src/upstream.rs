@@ -2,8 +2,10 @@
 //! what the black-box tests ask of an upstream. Per-user notes keyed by the gateway's
 //! `X-Tessera-User` (`GET`/`POST /api/notes`), an echo of the headers it received with
 //! the method and path (`GET`/`POST /api/whoami`), and a public greeting
-//! (`GET /api/public/hello`). Same answers as the binary's demo API, so a test reads the
-//! same bodies whichever server it runs against.
+//! (`GET /api/public/hello`). The bodies have the shapes of the binary's demo API
+//! (`{"notes": […]}`, `{"note": {…}}`, `{"headers": {…}}`; a note has an `id` and its
+//! `text`, not the demo's `created_at`), so a test reads the same fields whichever server
+//! it runs against.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
