@@ -1,5 +1,7 @@
 //! Test helpers for black-box tests of tessera: spawn the real binary on a free port with a
-//! fresh data folder, talk to it over HTTPS with an explicit cookie jar, run its admin CLI.
+//! fresh data folder, talk to it over HTTPS with an explicit cookie jar, run its admin CLI;
+//! or serve tessera inside the test process with a manual clock ([`inproc`]), for
+//! everything that needs no process of its own.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -17,9 +19,11 @@
 
 pub mod client;
 pub mod hostile;
+pub mod inproc;
 pub mod jar;
 pub mod pg;
 pub mod raw;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -87,6 +91,16 @@ pub async fn until(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Opt
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     None
+}
+
+/// Moves tokio's clock forward by `by` at once (pause, advance, resume), for code that
+/// schedules by `tokio::time::Instant` (the JWKS cache of tessera-verify). Timers due
+/// within `by` fire; nothing sleeps. Needs tokio's current-thread runtime (the default
+/// of `#[tokio::test]`).
+pub async fn skip_tokio_time(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
 }
 
 /// The last `n` lines of `text`.

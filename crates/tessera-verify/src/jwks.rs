@@ -12,7 +12,11 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's `Instant` (the system's monotonic clock, unless a test pauses tokio's time): the
+// cache's schedule can then be tested by moving tokio's clock instead of sleeping.
+use tokio::time::Instant;
 
 use ring::signature::{UnparsedPublicKey, ED25519};
 use serde::Deserialize;

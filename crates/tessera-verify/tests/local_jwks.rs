@@ -14,9 +14,12 @@ use axum::Router;
 use tessera_core::{
     AccessClaims, Algorithm, Cnf, KeyRing, ManualClock, SigningKey, TokenError, UnixTime,
 };
+use tessera_testkit::{skip_tokio_time, until};
 use tessera_verify::{Jwks, VerifyError};
 
 const T0: UnixTime = UnixTime(1_700_000_000);
+/// How long a background fetch may take to show.
+const LIMIT: Duration = Duration::from_secs(5);
 
 struct Endpoint {
     jwks: std::sync::Mutex<serde_json::Value>,
@@ -146,17 +149,21 @@ async fn max_age_schedules_refresh_and_failures_keep_the_keys() {
     assert!(jwks.verify_token(&token_a).await.is_ok());
     assert_eq!(endpoint.hits.load(Ordering::SeqCst), 1);
 
-    // `max-age=1` is clamped to 10 s: nothing is refetched before.
+    // `max-age=1` is clamped to 10 s: nothing is refetched before. The cache schedules
+    // by tokio's clock, moved here (`skip_tokio_time`), never slept through.
     endpoint.failing.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    skip_tokio_time(Duration::from_secs(5)).await;
     assert!(jwks.verify_token(&token_a).await.is_ok());
+    // No fetch may follow: give one a moment to show (a wait for something that must
+    // not happen cannot be an `until`).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(endpoint.hits.load(Ordering::SeqCst), 1);
 
     // After it, a verification schedules a background refresh; it fails, the keys stay.
-    tokio::time::sleep(Duration::from_millis(5500)).await;
+    skip_tokio_time(Duration::from_millis(5500)).await;
     assert!(jwks.verify_token(&token_a).await.is_ok());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fetched = until(LIMIT, async || endpoint.hits.load(Ordering::SeqCst) >= 2).await;
+    assert!(fetched.is_some(), "no background refresh after max-age");
     assert_eq!(endpoint.hits.load(Ordering::SeqCst), 2);
     assert!(jwks.verify_token(&token_a).await.is_ok());
 
@@ -164,9 +171,13 @@ async fn max_age_schedules_refresh_and_failures_keep_the_keys() {
     // (no sooner than the minimum interval after the failure) picks it up.
     *endpoint.jwks.lock().unwrap() = jwks_doc(&[&a, &b]);
     endpoint.failing.store(false, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    skip_tokio_time(Duration::from_millis(1100)).await;
     assert!(jwks.verify_token(&token_a).await.is_ok());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fetched = until(LIMIT, async || {
+        endpoint.hits.load(Ordering::SeqCst) >= 3 && jwks.kids().len() == 2
+    })
+    .await;
+    assert!(fetched.is_some(), "no refresh after the minimum interval");
     assert_eq!(endpoint.hits.load(Ordering::SeqCst), 3);
     assert_eq!(jwks.kids().len(), 2);
     let token_b = b.sign(&claims()).unwrap();

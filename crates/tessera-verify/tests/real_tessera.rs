@@ -1,53 +1,35 @@
-//! The example notes API, verifying tokens issued by a real tessera process: valid,
-//! tampered, expired, wrong audience, missing, after a key rotation, a flood of unknown
-//! `kid`s, and an HS256 tessera.
+//! The example notes API, verifying tokens issued by tessera itself (served in-process
+//! by `tessera_testkit::inproc`, with a manual clock): valid, tampered, expired, wrong
+//! audience, missing, after a key rotation, a flood of unknown `kid`s, and an HS256
+//! tessera.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../examples/notes_api.rs"]
 #[allow(dead_code)]
 mod notes_api;
 
-use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use serde_json::Value;
-use tessera_testkit::Server;
+use tessera_testkit::inproc::InProc;
+use tessera_testkit::skip_tokio_time;
 use tessera_verify::{Jwks, JwksBuilder};
 use tower::ServiceExt as _;
 
-/// The tessera binary of this workspace, built first if missing.
-fn tessera_bin() -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = option_env!("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let bin = target.join("debug").join("tessera");
-    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "tessera"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build -p tessera");
-        assert!(status.success(), "cargo build -p tessera failed");
-    }
-    bin
-}
-
-async fn start(config: &str) -> Server {
-    Server::builder(tessera_bin()).config(config).start().await
+async fn start(config: &str) -> InProc {
+    InProc::builder().config(config).start().await
 }
 
 /// A verifier for `server` with its defaults for `iss` and `aud` (its origin).
-fn jwks_for(server: &Server) -> JwksBuilder {
+fn jwks_for(server: &InProc) -> JwksBuilder {
     Jwks::builder(server.origin(), server.origin(), server.origin())
         .http_client(tessera_testkit::client::http_client(&server.cert_path))
 }
 
-async fn demo_token(server: &Server) -> String {
+async fn demo_token(server: &InProc) -> String {
     let mut c = server.client();
     c.login_ok("demo", server.demo_password()).await;
     c.access_token().expect("an access token after login")
@@ -217,20 +199,25 @@ async fn real_tokens_and_every_refusal() {
 #[tokio::test]
 async fn expired_token_is_refused() {
     let server = start("[tokens]\naccess_ttl = \"2s\"\nleeway = \"0s\"").await;
-    let jwks = jwks_for(&server).leeway(Duration::ZERO).build().unwrap();
+    // The verifier reads the server's clock: both move together.
+    let jwks = jwks_for(&server)
+        .leeway(Duration::ZERO)
+        .clock(server.clock())
+        .build()
+        .unwrap();
     jwks.refresh().await.unwrap();
     let app = notes_api::app(jwks);
     let token = demo_token(&server).await;
     let (status, _, body) = get_me(&app, &token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    server.advance(Duration::from_secs(2));
     let (status, headers, body) = get_me(&app, &token).await;
     assert_unauthenticated(status, &headers, &body);
 }
 
 #[tokio::test]
 async fn key_rotation_is_picked_up_by_the_unknown_kid_refetch() {
-    let server = start("[sync]\nkey_poll = \"1s\"").await;
+    let server = start("").await;
     let jwks = jwks_for(&server)
         .min_refetch_interval(Duration::from_secs(1))
         .build()
@@ -241,25 +228,20 @@ async fn key_rotation_is_picked_up_by_the_unknown_kid_refetch() {
     let old_kids = jwks.kids();
     assert_eq!(jwks.fetch_count(), 1);
 
-    server.cli(&["keys", "rotate"], None).await.assert_success();
-    // Wait until the server signs with the new key (it reloads keys every second).
-    let start = Instant::now();
-    let new = loop {
-        let token = demo_token(&server).await;
-        let kid = tessera_testkit::b64url_decode_json(token.split('.').next().unwrap()).unwrap()
-            ["kid"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        if !old_kids.contains(&kid) {
-            break token;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "tessera never signed with the rotated key"
-        );
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-    };
+    // `tessera keys rotate`, then the server's next key reload (made at once).
+    server.rotate_keys().await;
+    server.sync().await;
+    let new = demo_token(&server).await;
+    let kid = tessera_testkit::b64url_decode_json(new.split('.').next().unwrap()).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !old_kids.contains(&kid),
+        "tessera never signed with the rotated key"
+    );
+    // The verifier's minimum refetch interval (1 s, on tokio's clock) has passed.
+    skip_tokio_time(Duration::from_secs(1)).await;
 
     // The cache does not know the new kid yet: one refetch, then 200.
     let (status, _, me) = get_me(&app, &new).await;
@@ -294,7 +276,7 @@ async fn unknown_kid_flood_fetches_at_most_once_per_interval() {
     let app = notes_api::app(jwks.clone());
     assert_eq!(get_me(&app, &token).await.0, StatusCode::OK);
     assert_eq!(jwks.fetch_count(), 1);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    skip_tokio_time(Duration::from_millis(1200)).await;
     let flood = |n: usize| {
         let mut set = tokio::task::JoinSet::new();
         for i in 0..n {
@@ -312,7 +294,7 @@ async fn unknown_kid_flood_fetches_at_most_once_per_interval() {
     assert!(results.iter().all(|s| *s == StatusCode::UNAUTHORIZED));
     assert_eq!(jwks.fetch_count(), 2);
     // Headers that are not tessera's shape never cause a fetch.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    skip_tokio_time(Duration::from_millis(1200)).await;
     let (_, rest) = token.split_once('.').unwrap();
     for header in [
         r#"{"alg":"HS256","typ":"at+jwt","kid":"zzz"}"#,

@@ -1,14 +1,13 @@
 //! No user enumeration by timing or answer: an unknown user costs one Argon2id run
 //! against a dummy hash with the same parameters, like a wrong password, and gets the same
-//! body. Alone in its test binary so no other test competes for the CPU while it times.
+//! body. Alone in its test binary (served in-process, but with no other test beside it in
+//! this binary) so no other test competes for the CPU while it times.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 
-use tessera_testkit::Server;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+use tessera_testkit::inproc::InProc;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -18,7 +17,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[tokio::test]
 async fn unknown_users_cost_and_look_the_same_as_wrong_passwords() {
     // Real OWASP Argon2id parameters (not the fast test ones), no throttling in the way.
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config("[rate_limit]\nper_ip_per_minute = 100000\nper_username_per_minute = 100000\n[passwords]\nm_cost = 19456\nt_cost = 2\n")
         .start()
         .await;

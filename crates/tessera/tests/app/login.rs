@@ -3,13 +3,12 @@
 
 use serde_json::{json, Value};
 use tessera_testkit::cookie_names::{ALL, CLAIMS, CSRF, REFRESH, SIG};
-use tessera_testkit::{assert_error_shape, b64url_decode, b64url_decode_json, Server};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+use tessera_testkit::inproc::InProc;
+use tessera_testkit::{assert_error_shape, b64url_decode, b64url_decode_json};
 
 #[tokio::test]
 async fn login_answers_the_contract_body_and_cookie_attributes() {
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config("[tokens]\naccess_ttl = \"7m\"")
         .start()
         .await;
@@ -146,7 +145,7 @@ async fn login_answers_the_contract_body_and_cookie_attributes() {
 
 #[tokio::test]
 async fn bad_credentials_and_bad_requests_get_json_errors() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
 
     // Wrong password and unknown user: same status, same body.
@@ -237,7 +236,7 @@ async fn bad_credentials_and_bad_requests_get_json_errors() {
 
 #[tokio::test]
 async fn session_endpoint_describes_the_cookie_session() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     let login = c.login_ok("demo", server.demo_password()).await.json();
 
@@ -263,7 +262,7 @@ async fn session_endpoint_describes_the_cookie_session() {
 async fn repeated_failed_logins_are_throttled() {
     // Documented default: `rate_limit.per_username_per_minute = 5` failed logins per
     // username per minute before 429 `rate_limited` with `Retry-After` (docs/http-api.md "Errors").
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     let mut limited = None;
     for attempt in 1..=12 {
@@ -309,7 +308,7 @@ async fn repeated_failed_logins_are_throttled() {
 async fn login_attempts_are_throttled_per_client_ip_not_per_forwarded_header() {
     // Documented default: `rate_limit.per_ip_per_minute = 30`; with no trusted proxies the
     // client IP is the socket's peer, whatever X-Forwarded-For says (docs/configuration.md, `trusted_proxies`).
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     let mut limited_at = None;
     for i in 0..40 {

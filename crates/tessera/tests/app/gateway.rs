@@ -4,13 +4,12 @@
 
 use serde_json::json;
 use tessera_testkit::cookie_names::CSRF;
-use tessera_testkit::{assert_error_shape, Method, Server};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+use tessera_testkit::inproc::InProc;
+use tessera_testkit::{assert_error_shape, Method};
 
 #[tokio::test]
 async fn proxy_sends_verified_identity_and_strips_spoofed_headers() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.demo_client().await;
     let claims = c.claims().unwrap();
     let jar_cookies = c.jar.cookie_header("/api/whoami").unwrap();
@@ -130,7 +129,7 @@ async fn proxy_sends_verified_identity_and_strips_spoofed_headers() {
 
 #[tokio::test]
 async fn unauthenticated_requests_to_the_api_get_401_json() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut anon = server.client();
     anon.get("/api/notes")
         .send()
@@ -157,7 +156,7 @@ async fn unauthenticated_requests_to_the_api_get_401_json() {
 
 #[tokio::test]
 async fn public_paths_are_served_without_authentication() {
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config("public_paths = [\"/api/public/\"]")
         .start()
         .await;
@@ -176,7 +175,7 @@ async fn public_paths_are_served_without_authentication() {
 
 #[tokio::test]
 async fn non_canonical_paths_are_refused() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let c = server.demo_client().await;
     let cookie = format!("Cookie: {}", c.jar.cookie_header("/").unwrap());
 
@@ -210,7 +209,7 @@ async fn non_canonical_paths_are_refused() {
 async fn forward_auth_verify_applies_the_csrf_rules_to_the_original_method() {
     // The test client stands for the proxy here: only a trusted proxy's method is believed
     // (without one the check fails closed: tests/header_hygiene.rs).
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config("trusted_proxies = [\"127.0.0.1\"]")
         .start()
         .await;
@@ -291,7 +290,7 @@ async fn forward_auth_verify_applies_the_csrf_rules_to_the_original_method() {
 
 #[tokio::test]
 async fn security_headers_and_no_cors_by_default() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.demo_client().await;
 
     let page = c.get("/").send().await;
@@ -357,7 +356,7 @@ async fn security_headers_and_no_cors_by_default() {
 
 #[tokio::test]
 async fn oversized_headers_get_431() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let c = server.demo_client().await;
     let cookie = format!("Cookie: {}", c.jar.cookie_header("/").unwrap());
 
@@ -381,7 +380,7 @@ async fn oversized_headers_get_431() {
 
 #[tokio::test]
 async fn proxied_bodies_over_the_limit_get_413() {
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config("[limits]\nmax_body_bytes = 1024")
         .start()
         .await;
@@ -446,7 +445,7 @@ async fn proxied_bodies_over_the_limit_get_413() {
 #[tokio::test]
 async fn cors_allowed_origins_get_exact_credentialed_cors() {
     let dev = "https://dev.example:5173";
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config(&format!("[cors]\nallowed_origins = [\"{dev}\"]"))
         .start()
         .await;
@@ -549,7 +548,7 @@ async fn cors_allowed_origins_get_exact_credentialed_cors() {
 
 #[tokio::test]
 async fn overlong_request_targets_get_4xx() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let target = format!("/api/notes?q={}", "a".repeat(20 * 1024));
     let res = server.raw_get(&target, &[]).await;
     let status = res
@@ -560,7 +559,7 @@ async fn overlong_request_targets_get_4xx() {
 
 #[tokio::test]
 async fn overlong_request_targets_get_414() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let target = format!("/api/notes?q={}", "a".repeat(20 * 1024));
     let res = server.raw_get(&target, &[]).await;
     assert_eq!(res.status, Some(414), "20 KiB URI: {res:?}");
@@ -568,7 +567,7 @@ async fn overlong_request_targets_get_414() {
 
 #[tokio::test]
 async fn malformed_input_never_gets_a_5xx() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.demo_client().await;
     let pw = server.demo_password().to_owned();
     let token = c.csrf().unwrap();
@@ -808,11 +807,8 @@ async fn malformed_input_never_gets_a_5xx() {
         "{}",
         res.text()
     );
-    assert!(
-        !server.logs().contains("panicked"),
-        "the server panicked:\n{}",
-        tessera_testkit::tail(&server.logs(), 40)
-    );
+    let panics = server.panics();
+    assert!(panics.is_empty(), "the server panicked: {panics:?}");
 }
 
 #[tokio::test]
@@ -822,7 +818,7 @@ async fn malformed_input_never_gets_a_5xx() {
 async fn content_length_with_transfer_encoding_closes_the_connection() {
     // RFC 9112 §6.1: whatever a server does with CL+TE, it MUST close the connection
     // after responding (else a second, smuggled request on it is served).
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let c = server.demo_client().await;
     let cookies = c.jar.cookie_header("/api/notes").unwrap();
     let req = format!(
@@ -850,7 +846,7 @@ async fn content_length_with_transfer_encoding_closes_the_connection() {
 async fn forwarding_headers_from_clients_are_not_believed() {
     // No trusted proxies by default: X-Forwarded-*, Forwarded and X-Real-IP from the client
     // are replaced (docs/security-model.md "Header hygiene").
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.demo_client().await;
     let res = c
         .get("/api/whoami")
@@ -874,7 +870,7 @@ async fn forwarding_headers_from_clients_are_not_believed() {
 async fn method_override_headers_do_not_reach_the_upstream() {
     // Method overrides: X-HTTP-Method-Override and friends must not turn a GET (no
     // CSRF check) into a write at an upstream that honours them.
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.demo_client().await;
     let res = c
         .get("/api/whoami")
@@ -908,7 +904,7 @@ async fn method_override_headers_do_not_reach_the_upstream() {
 
 #[tokio::test]
 async fn public_paths_get_no_identity_and_no_tessera_cookies() {
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config("public_paths = [\"/api/whoami\", \"/api/public/\"]")
         .start()
         .await;

@@ -7,9 +7,8 @@
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
-use tessera_testkit::{Client, Resp, Server};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+use tessera_testkit::inproc::InProc;
+use tessera_testkit::{Client, Resp};
 
 struct Spec {
     doc: Value,
@@ -60,7 +59,7 @@ impl Spec {
 
 #[tokio::test]
 async fn every_route_answers_as_the_openapi_description_says() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut anon = server.client();
     let res = anon.get("/openapi.json").send().await;
     let doc = res.json();

@@ -8,22 +8,17 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use tessera_testkit::hostile::{Hostile, Misbehaviour, Timing};
-use tessera_testkit::{Client, Method, Server};
+use tessera_testkit::inproc::InProc;
+use tessera_testkit::{Client, Method};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const PASSWORD: &str = "Vq7-Lmz-pR2x-desync";
 /// Requests in the main test: half of them misbehave, every misbehaviour alike often.
 const REQUESTS: usize = 2000;
 
-/// Adds a user with the CLI and logs them in; also returns their id (`sub`).
-async fn user(server: &Server, name: &str) -> (Client, String) {
-    server
-        .cli(
-            &["user", "add", name, "--password-stdin"],
-            Some(&format!("{PASSWORD}\n")),
-        )
-        .await
-        .assert_success();
+/// Adds a user (as `tessera user add` does) and logs them in; also returns their id
+/// (`sub`).
+async fn user(server: &InProc, name: &str) -> (Client, String) {
+    server.add_user(name, PASSWORD, &[]).await;
     let mut c = server.client();
     c.login_ok(name, PASSWORD).await;
     let sub = c.claims().unwrap()["sub"].as_str().unwrap().to_owned();
@@ -53,7 +48,7 @@ fn plan(i: usize) -> (Misbehaviour, Timing, Method) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interleaved_users_never_receive_each_others_answers() {
     let hostile = Hostile::start().await;
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config(&format!("upstream = \"http://{}\"\n", hostile.addr))
         .start()
         .await;

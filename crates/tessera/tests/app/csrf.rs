@@ -4,9 +4,8 @@
 
 use serde_json::json;
 use tessera_testkit::cookie_names::{CLAIMS, CSRF, SIG};
-use tessera_testkit::{b64url_decode_json, b64url_encode, Client, Server};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+use tessera_testkit::inproc::InProc;
+use tessera_testkit::{b64url_decode_json, b64url_encode, Client};
 
 fn note(text: &str) -> serde_json::Value {
     json!({ "text": text })
@@ -23,7 +22,7 @@ fn access_cookies(c: &Client) -> String {
 
 #[tokio::test]
 async fn csrf_rules_guard_cookie_authenticated_writes() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.demo_client().await;
     let token = c.csrf().unwrap();
     let origin = server.origin().to_owned();
@@ -144,7 +143,7 @@ async fn csrf_rules_guard_cookie_authenticated_writes() {
 
 #[tokio::test]
 async fn login_csrf_is_refused() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let pw = server.demo_password().to_owned();
     let body = json!({"username": "demo", "password": pw});
     let mut c = server.client();
@@ -187,7 +186,7 @@ async fn login_csrf_is_refused() {
 
 #[tokio::test]
 async fn authorization_header_replaces_cookies() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.demo_client().await;
 
     // Garbage bearer with valid cookies: cookies are ignored, so 401.
@@ -237,7 +236,7 @@ async fn authorization_header_replaces_cookies() {
 
 #[tokio::test]
 async fn hostile_cookies_are_refused() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut alice = server.demo_client().await;
     let claims = alice.jar.value(CLAIMS).unwrap();
     let sig = alice.jar.value(SIG).unwrap();
@@ -285,13 +284,7 @@ async fn hostile_cookies_are_refused() {
     assert_eq!(res.status, 400, "{}", res.text());
 
     // Another user's claims cookie with alice's signature cookie → 401.
-    let out = server
-        .cli(
-            &["user", "add", "bob", "--password-stdin"],
-            Some("bobpassword123\n"),
-        )
-        .await;
-    out.assert_success();
+    server.add_user("bob", "bobpassword123", &[]).await;
     let mut bob = server.client();
     bob.login_ok("bob", "bobpassword123").await;
     let bob_claims = bob.jar.value(CLAIMS).unwrap();

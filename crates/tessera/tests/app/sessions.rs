@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tessera_testkit::cookie_names::{CLAIMS, CSRF, DEVICE, REFRESH, SESSION, SIG};
-use tessera_testkit::{Client, Server};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+use tessera_testkit::inproc::InProc;
+use tessera_testkit::Client;
 
 async fn authenticated(c: &mut Client) -> u16 {
     c.get("/api/notes").send().await.status
@@ -16,7 +15,7 @@ async fn authenticated(c: &mut Client) -> u16 {
 
 #[tokio::test]
 async fn logout_clears_every_cookie_and_revokes_at_once() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.demo_client().await;
     let kept = c.clone();
     assert_eq!(authenticated(&mut c).await, 200);
@@ -77,7 +76,7 @@ async fn logout_clears_every_cookie_and_revokes_at_once() {
 
 #[tokio::test]
 async fn logout_needs_the_csrf_token_when_a_session_exists() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.demo_client().await;
 
     let res = c.post("/auth/logout").same_origin().send().await;
@@ -99,17 +98,11 @@ async fn logout_needs_the_csrf_token_when_a_session_exists() {
 
 #[tokio::test]
 async fn logout_all_ends_every_session_of_the_user() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut a = server.demo_client().await;
     let mut b = server.demo_client().await;
     // Someone else's session survives.
-    server
-        .cli(
-            &["user", "add", "carol", "--password-stdin"],
-            Some("carolpassword1\n"),
-        )
-        .await
-        .assert_success();
+    server.add_user("carol", "carolpassword1", &[]).await;
     let mut carol = server.client();
     carol.login_ok("carol", "carolpassword1").await;
 
@@ -149,7 +142,7 @@ async fn logout_all_ends_every_session_of_the_user() {
 
 #[tokio::test]
 async fn refresh_rotates_the_tokens() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.demo_client().await;
     let old_refresh = c.refresh_token().unwrap();
     let old_claims = c.claims().unwrap();
@@ -187,7 +180,8 @@ async fn refresh_rotates_the_tokens() {
         "a refused refresh rotated the token"
     );
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A second on, so the new token's `iat` differs.
+    server.advance(Duration::from_secs(1));
     let res = c.refresh().await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
@@ -237,7 +231,7 @@ async fn refresh_rotates_the_tokens() {
 
 #[tokio::test]
 async fn refresh_token_reuse_after_the_grace_revokes_the_session() {
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config("[tokens]\nrefresh_grace = \"0s\"")
         .start()
         .await;
@@ -282,7 +276,7 @@ async fn refresh_token_reuse_after_the_grace_revokes_the_session() {
 
 #[tokio::test]
 async fn refresh_race_within_the_grace_gets_the_same_successor() {
-    let server = Server::demo(BIN).await; // default grace 5 s
+    let server = InProc::demo().await; // default grace 5 s
     let mut tab1 = server.demo_client().await;
     let mut tab2 = tab1.clone();
 
@@ -311,7 +305,7 @@ async fn refresh_race_within_the_grace_gets_the_same_successor() {
 
 #[tokio::test]
 async fn expired_access_tokens_are_refused_and_refresh_revives() {
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config("[tokens]\naccess_ttl = \"2s\"\nleeway = \"0s\"")
         .start()
         .await;
@@ -320,7 +314,7 @@ async fn expired_access_tokens_are_refused_and_refresh_revives() {
     assert_eq!(authenticated(&mut c).await, 200);
     let kept = c.clone();
 
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    server.advance(Duration::from_secs(2));
     // Stale cookies (a browser would have dropped them) are refused by the server.
     let res = c.get("/api/notes").send().await;
     res.assert_error(401, "unauthenticated");
@@ -353,7 +347,7 @@ async fn expired_access_tokens_are_refused_and_refresh_revives() {
 async fn grace_covers_only_the_immediate_predecessor() {
     // RFC 9700 §4.14.2 with a race grace: seconds long, for the predecessor only. Once the
     // successor has itself been rotated, the first token is plain reuse.
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.demo_client().await;
     let t0 = c.clone();
     assert_eq!(c.refresh().await.status, 200); // t0 → t1
@@ -379,7 +373,7 @@ async fn grace_covers_only_the_immediate_predecessor() {
 
 #[tokio::test]
 async fn sessions_end_at_session_max() {
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config("[tokens]\naccess_ttl = \"1s\"\nleeway = \"0s\"\nsession_max = \"4s\"")
         .start()
         .await;
@@ -390,7 +384,7 @@ async fn sessions_end_at_session_max() {
         "refresh cookie outlives the session: {}",
         refresh.raw
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.advance(Duration::from_secs(2));
     let res = c.refresh().await;
     assert_eq!(res.status, 200, "{}", res.text());
     let max_age = res.set_cookie(REFRESH).unwrap().max_age.unwrap();
@@ -398,7 +392,7 @@ async fn sessions_end_at_session_max() {
         max_age <= 3,
         "refresh cookie Max-Age {max_age} beyond the session's end"
     );
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    server.advance(Duration::from_secs(2));
     let res = c.refresh().await;
     assert_eq!(res.status, 401, "refresh after session_max: {}", res.text());
     assert_eq!(authenticated(&mut c).await, 401);
@@ -406,8 +400,7 @@ async fn sessions_end_at_session_max() {
 
 #[tokio::test]
 async fn idle_refresh_tokens_die_after_refresh_ttl() {
-    // Times are whole seconds on the server: keep a second of margin either way.
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config("[tokens]\naccess_ttl = \"1s\"\nleeway = \"0s\"\nrefresh_ttl = \"3s\"")
         .start()
         .await;
@@ -415,7 +408,7 @@ async fn idle_refresh_tokens_die_after_refresh_ttl() {
     let mut idle = server.demo_client().await;
     // Used within the idle window: lives on, past the idle time of the first token.
     for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        server.advance(Duration::from_secs(1));
         let res = active.refresh().await;
         assert_eq!(
             res.status,
@@ -425,7 +418,7 @@ async fn idle_refresh_tokens_die_after_refresh_ttl() {
         );
     }
     assert_eq!(authenticated(&mut active).await, 200);
-    // Left idle for 4.4 s > refresh_ttl: refused.
+    // Left idle for 4 s > refresh_ttl: refused.
     let res = idle.refresh().await;
     assert_eq!(
         res.status,

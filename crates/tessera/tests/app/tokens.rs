@@ -4,27 +4,20 @@
 //! API clients", "Errors"; RFC 6749, RFC 9449, RFC 9421).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tessera_core::dpop::{DpopAlg, DpopKey};
 use tessera_core::{b64, httpsig, random_bytes};
+use tessera_testkit::inproc::InProc;
+use tessera_testkit::Resp;
 use tessera_testkit::{assert_error_shape, b64url_decode, b64url_decode_json, Client, Method};
-use tessera_testkit::{Resp, Server};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const FORM: &str = "application/x-www-form-urlencoded";
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// A fresh random identifier (DPoP `jti`, signature `nonce`).
 fn fresh_id() -> String {
@@ -194,11 +187,11 @@ fn assert_refused(res: &Resp, what: &str) {
 }
 
 /// A DPoP proof for `POST /auth/token`.
-fn token_proof(server: &Server, key: &DpopKey) -> String {
+fn token_proof(server: &InProc, key: &DpopKey) -> String {
     key.proof(
         "POST",
         &server.url("/auth/token"),
-        now(),
+        server.now().0,
         &fresh_id(),
         None,
         None,
@@ -207,13 +200,20 @@ fn token_proof(server: &Server, key: &DpopKey) -> String {
 }
 
 /// A DPoP proof for `method` on `path` (no query) of this server, carrying `ath` of `at`.
-fn api_proof(server: &Server, key: &DpopKey, method: &str, path: &str, at: Option<&str>) -> String {
-    key.proof(method, &server.url(path), now(), &fresh_id(), at, None)
-        .unwrap()
+fn api_proof(server: &InProc, key: &DpopKey, method: &str, path: &str, at: Option<&str>) -> String {
+    key.proof(
+        method,
+        &server.url(path),
+        server.now().0,
+        &fresh_id(),
+        at,
+        None,
+    )
+    .unwrap()
 }
 
 /// The password grant for the demo user, optionally DPoP-bound to `key`.
-async fn password_grant(server: &Server, c: &mut Client, key: Option<&DpopKey>) -> Resp {
+async fn password_grant(server: &InProc, c: &mut Client, key: Option<&DpopKey>) -> Resp {
     let password = server.demo_password().to_owned();
     let proof = key.map(|k| token_proof(server, k));
     let mut extra = Vec::new();
@@ -277,7 +277,7 @@ fn upstream_headers(res: &Resp) -> serde_json::Map<String, Value> {
 
 #[tokio::test]
 async fn password_grant_form_and_json() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
 
     // Form body.
@@ -329,7 +329,7 @@ async fn password_grant_form_and_json() {
 
 #[tokio::test]
 async fn password_grant_errors() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     let pw = server.demo_password().to_owned();
 
@@ -468,7 +468,7 @@ async fn password_grant_errors() {
 
 #[tokio::test]
 async fn token_endpoint_ignores_cookies() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     // A browser session's cookies (refresh cookie included) do not stand in for parameters.
     let mut browser = server.demo_client().await;
     let rt = browser.refresh_token().expect("refresh cookie");
@@ -491,7 +491,7 @@ async fn token_endpoint_ignores_cookies() {
 /// for a refresh token that is invalid, expired or revoked.
 #[tokio::test]
 async fn refresh_grant_without_refresh_token_is_invalid_request() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     let res = post_form(
         &mut c,
@@ -507,7 +507,7 @@ async fn refresh_grant_without_refresh_token_is_invalid_request() {
 /// too: `{"username":"x","username":"demo"}` must not be silently resolved last-wins.
 #[tokio::test]
 async fn repeated_json_parameter_is_refused() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     let pw = serde_json::to_string(server.demo_password()).unwrap();
     let body = format!(
@@ -527,7 +527,7 @@ async fn repeated_json_parameter_is_refused() {
 
 #[tokio::test]
 async fn refresh_grant_rotates() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     let first = assert_tokens(&password_grant(&server, &mut c, None).await, "Bearer");
 
@@ -576,7 +576,7 @@ async fn refresh_grant_rotates() {
 
 #[tokio::test]
 async fn refresh_reuse_after_grace_revokes_the_family() {
-    let server = Server::builder(BIN)
+    let server = InProc::builder()
         .config("[tokens]\nrefresh_grace = \"0s\"")
         .start()
         .await;
@@ -622,7 +622,7 @@ async fn refresh_reuse_after_grace_revokes_the_family() {
 
 #[tokio::test]
 async fn concurrent_refreshes_within_the_grace_share_the_successor() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     let first = assert_tokens(&password_grant(&server, &mut c, None).await, "Bearer");
 
@@ -669,7 +669,7 @@ async fn concurrent_refreshes_within_the_grace_share_the_successor() {
 
 #[tokio::test]
 async fn revoke_ends_the_session_at_once() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
 
     // By refresh token.
@@ -741,7 +741,7 @@ async fn revoke_ends_the_session_at_once() {
 // ---------------------------------------------------------------------------------------
 
 async fn dpop_flow(alg: DpopAlg) {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     let key = DpopKey::generate(alg).unwrap();
     let other_key = DpopKey::generate(alg).unwrap();
@@ -829,7 +829,7 @@ async fn dpop_flow(alg: DpopAlg) {
         .proof(
             "GET",
             "https://evil.example/api/whoami",
-            now(),
+            server.now().0,
             &fresh_id(),
             Some(&bound.access),
             None,
@@ -845,7 +845,12 @@ async fn dpop_flow(alg: DpopAlg) {
     let res = dpop_request(&mut c, Method::GET, "/api/whoami", &bound.access, &proof).await;
     assert_refused(&res, "htm in lower case");
     // Stale (an hour, and just past the 60 s default) and future iat.
-    for iat in [now() - 3600, now() - 120, now() + 3600, now() + 60] {
+    for iat in [
+        server.now().0 - 3600,
+        server.now().0 - 120,
+        server.now().0 + 3600,
+        server.now().0 + 60,
+    ] {
         let proof = key
             .proof(
                 "GET",
@@ -956,7 +961,7 @@ async fn dpop_flow(alg: DpopAlg) {
         key.proof(
             "POST",
             &server.url("/auth/revoke"),
-            now(),
+            server.now().0,
             &fresh_id(),
             None,
             None,
@@ -969,7 +974,7 @@ async fn dpop_flow(alg: DpopAlg) {
                 r#"{{"jti":"{}","htm":"POST","htu":"{}","iat":{}}}"#,
                 fresh_id(),
                 server.url("/auth/token"),
-                now()
+                server.now().0
             ),
         )
         .unwrap(),
@@ -979,7 +984,7 @@ async fn dpop_flow(alg: DpopAlg) {
             &format!(
                 r#"{{"htm":"POST","htu":"{}","iat":{}}}"#,
                 server.url("/auth/token"),
-                now()
+                server.now().0
             ),
         )
         .unwrap(),
@@ -1016,25 +1021,17 @@ struct Svc {
     secret: Vec<u8>,
 }
 
-async fn add_client(server: &Server, name: &str) -> Svc {
-    let out = server.cli(&["client", "add", name], None).await;
-    out.assert_success();
-    let field = |prefix: &str| {
-        out.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| panic!("no `{prefix}` line in {:?}", out.stdout))
-    };
-    let keyid = field("key id:");
-    let secret = b64url_decode(&field("secret:")).expect("secret is base64url");
+async fn add_client(server: &InProc, name: &str) -> Svc {
+    // What `tessera client add` does: the key id and secret it prints.
+    let (keyid, secret) = server.add_client(name).await;
+    let secret = b64url_decode(&secret).expect("secret is base64url");
     assert_eq!(secret.len(), 32);
     Svc { keyid, secret }
 }
 
 /// The signature headers for a request, covering `content-digest` when `digest` is given.
 fn sign(
-    server: &Server,
+    server: &InProc,
     svc: &Svc,
     method: &str,
     target: &str,
@@ -1094,12 +1091,8 @@ fn assert_client_reached_upstream(res: &Resp, name: &str) {
 
 #[tokio::test]
 async fn signed_requests() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let svc = add_client(&server, "svc1").await;
-    // The server reloads its client table on a miss at most once a second; step past the
-    // second of its start-up load so this test does not depend on that (see
-    // `client_added_by_cli_works_at_once`).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut c = server.client();
 
     // Happy GET.
@@ -1109,7 +1102,7 @@ async fn signed_requests() {
         "GET",
         "/api/whoami",
         None,
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let res = send_with(&mut c, Method::GET, "/api/whoami", &h, None).await;
@@ -1125,7 +1118,7 @@ async fn signed_requests() {
         "GET",
         "/api/whoami?a=1&b=2",
         None,
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     h.push(("x-tessera-client", "admin".to_owned()));
@@ -1142,7 +1135,7 @@ async fn signed_requests() {
         "POST",
         "/api/whoami",
         Some(&digest),
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let res = send_with(&mut c, Method::POST, "/api/whoami", &h, Some(body)).await;
@@ -1155,7 +1148,7 @@ async fn signed_requests() {
         "POST",
         "/api/whoami",
         Some(&digest),
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let res = send_with(
@@ -1175,7 +1168,7 @@ async fn signed_requests() {
         "POST",
         "/api/whoami",
         Some(&digest),
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     h.retain(|(k, _)| *k != "content-digest");
@@ -1189,7 +1182,7 @@ async fn signed_requests() {
         "POST",
         "/api/whoami",
         None,
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let res = send_with(&mut c, Method::POST, "/api/whoami", &h, Some(body)).await;
@@ -1202,7 +1195,7 @@ async fn signed_requests() {
         "GET",
         "/api/whoami",
         None,
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let res = send_with(&mut c, Method::GET, "/api/notes", &h, None).await;
@@ -1213,7 +1206,7 @@ async fn signed_requests() {
         "GET",
         "/api/whoami?a=1",
         None,
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let res = send_with(&mut c, Method::GET, "/api/whoami?a=2", &h, None).await;
@@ -1224,7 +1217,7 @@ async fn signed_requests() {
         "GET",
         "/api/whoami?a=1",
         None,
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let res = send_with(&mut c, Method::GET, "/api/whoami", &h, None).await;
@@ -1236,7 +1229,7 @@ async fn signed_requests() {
         "GET",
         "/api/whoami",
         None,
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let res = send_with(&mut c, Method::POST, "/api/whoami", &h, None).await;
@@ -1248,7 +1241,7 @@ async fn signed_requests() {
         None,
         &svc.keyid,
         &fresh_id(),
-        now(),
+        server.now().0,
         &svc.secret,
     )
     .unwrap();
@@ -1257,7 +1250,7 @@ async fn signed_requests() {
     res.assert_error(401, "unauthenticated");
 
     // Outside the time window, either side.
-    for created in [now() - 600, now() + 600] {
+    for created in [server.now().0 - 600, server.now().0 + 600] {
         let h = sign(
             &server,
             &svc,
@@ -1273,10 +1266,26 @@ async fn signed_requests() {
 
     // A nonce already used, in an otherwise new request.
     let nonce = fresh_id();
-    let h = sign(&server, &svc, "GET", "/api/whoami?n=1", None, now(), &nonce);
+    let h = sign(
+        &server,
+        &svc,
+        "GET",
+        "/api/whoami?n=1",
+        None,
+        server.now().0,
+        &nonce,
+    );
     let res = send_with(&mut c, Method::GET, "/api/whoami?n=1", &h, None).await;
     assert_client_reached_upstream(&res, "svc1");
-    let h = sign(&server, &svc, "GET", "/api/whoami?n=2", None, now(), &nonce);
+    let h = sign(
+        &server,
+        &svc,
+        "GET",
+        "/api/whoami?n=2",
+        None,
+        server.now().0,
+        &nonce,
+    );
     let res = send_with(&mut c, Method::GET, "/api/whoami?n=2", &h, None).await;
     res.assert_error(401, "unauthenticated");
 
@@ -1291,7 +1300,7 @@ async fn signed_requests() {
         "GET",
         "/api/whoami",
         None,
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let unknown = send_with(&mut c, Method::GET, "/api/whoami", &h, None).await;
@@ -1306,7 +1315,7 @@ async fn signed_requests() {
         "GET",
         "/api/whoami",
         None,
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let forged = send_with(&mut c, Method::GET, "/api/whoami", &h, None).await;
@@ -1328,7 +1337,7 @@ async fn signed_requests() {
             "GET",
             "/api/whoami",
             None,
-            now(),
+            server.now().0,
             &fresh_id(),
         );
         (h[0].1.clone(), h[1].1.clone())
@@ -1383,15 +1392,10 @@ async fn signed_requests() {
 /// (clients.rs: "so a client added by the CLI works at once").
 #[tokio::test]
 async fn client_added_by_cli_works_at_once() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
-    // Start right after a second boundary, and make the server look up an unknown key id
-    // (a miss reloads the client table) in that second.
-    let sub_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_millis();
-    tokio::time::sleep(Duration::from_millis(u64::from(1000 - sub_ms) + 20)).await;
+    // Make the server look up an unknown key id (a miss asks the store), then add the
+    // client in the same second: the server's clock stands still here.
     let stranger = Svc {
         keyid: "not-yet".to_owned(),
         secret: vec![1u8; 32],
@@ -1402,7 +1406,7 @@ async fn client_added_by_cli_works_at_once() {
         "GET",
         "/api/whoami",
         None,
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let res = send_with(&mut c, Method::GET, "/api/whoami", &h, None).await;
@@ -1415,7 +1419,7 @@ async fn client_added_by_cli_works_at_once() {
         "GET",
         "/api/whoami",
         None,
-        now(),
+        server.now().0,
         &fresh_id(),
     );
     let res = send_with(&mut c, Method::GET, "/api/whoami", &h, None).await;
@@ -1428,7 +1432,7 @@ async fn client_added_by_cli_works_at_once() {
 
 #[tokio::test]
 async fn garbage_to_token_and_revoke_gets_4xx_json() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     let nested_obj = format!(
@@ -1615,7 +1619,7 @@ async fn proofs_and_signatures_may_name_an_origin_alias() {
         } else {
             String::new()
         };
-        let server = Server::builder(BIN).config(&config).start().await;
+        let server = InProc::builder().config(&config).start().await;
         let svc = add_client(&server, "svc1").await;
         let mut c = server.client();
         // The node picks the new client up at its next table load (at most one a second
@@ -1627,7 +1631,7 @@ async fn proofs_and_signatures_may_name_an_origin_alias() {
                 "GET",
                 "/api/whoami",
                 None,
-                now(),
+                server.now().0,
                 &fresh_id(),
             );
             send_with(&mut c, Method::GET, "/api/whoami", &h, None)
@@ -1646,7 +1650,7 @@ async fn proofs_and_signatures_may_name_an_origin_alias() {
             .proof(
                 "GET",
                 &format!("{ALIAS}/api/whoami"),
-                now(),
+                server.now().0,
                 &fresh_id(),
                 Some(access),
                 None,
@@ -1669,7 +1673,7 @@ async fn proofs_and_signatures_may_name_an_origin_alias() {
             .proof(
                 "GET",
                 "https://evil.example/api/whoami",
-                now(),
+                server.now().0,
                 &fresh_id(),
                 Some(access),
                 None,
@@ -1685,7 +1689,7 @@ async fn proofs_and_signatures_may_name_an_origin_alias() {
             None,
             &svc.keyid,
             &fresh_id(),
-            now(),
+            server.now().0,
             &svc.secret,
         )
         .unwrap();

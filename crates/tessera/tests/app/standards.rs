@@ -3,15 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
-use tessera_testkit::{Method, Server};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+use tessera_testkit::inproc::InProc;
+use tessera_testkit::Method;
 
 /// RFC 8414 §3: the metadata at `/.well-known/oauth-authorization-server` names the
 /// issuer the tokens carry and endpoints that answer.
 #[tokio::test]
 async fn authorization_server_metadata_names_the_issuer_and_live_endpoints() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     let res = c
         .get("/.well-known/oauth-authorization-server")
@@ -64,7 +63,7 @@ async fn authorization_server_metadata_names_the_issuer_and_live_endpoints() {
 /// cookie session, `api` for the token endpoint's clients.
 #[tokio::test]
 async fn access_tokens_carry_client_id() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let c = server.demo_client().await;
     assert_eq!(c.claims().unwrap()["client_id"], "browser");
     let mut api = server.client();
@@ -83,7 +82,7 @@ async fn access_tokens_carry_client_id() {
 /// RFC 9110 §15.5.6: every 405 names the methods the route takes in `Allow`.
 #[tokio::test]
 async fn method_not_allowed_answers_name_the_allowed_methods() {
-    let server = Server::demo(BIN).await;
+    let server = InProc::demo().await;
     let mut c = server.client();
     for (method, path, allow) in [
         (Method::GET, "/auth/login", "POST"),

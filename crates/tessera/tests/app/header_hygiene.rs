@@ -13,11 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tessera_testkit::{Client, Method, Resp, Server};
+use tessera_testkit::inproc::InProc;
+use tessera_testkit::{Client, Method, Resp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
 /// Every value a spoofed header carries contains this, so one search of everything the
 /// upstream received finds any that got through.
@@ -130,8 +129,8 @@ async fn start_upstream() -> (SocketAddr, Seen) {
 
 /// A demo server (for its demo user) in front of the echoing upstream, with `/public/` as
 /// a public path and `extra` configuration.
-async fn server(upstream: SocketAddr, extra: &str) -> Server {
-    Server::builder(BIN)
+async fn server(upstream: SocketAddr, extra: &str) -> InProc {
+    InProc::builder()
         .config(&format!(
             "upstream = \"http://{upstream}\"\npublic_paths = [\"/public/\"]\n{extra}"
         ))
@@ -306,7 +305,7 @@ fn spoof(name: &str) -> String {
 /// The three ways into the upstream: a public path (anonymous), an authenticated GET (the
 /// bodiless HTTP/1.1 client) and an authenticated POST with a body (hyper's client).
 async fn send_three(
-    server: &Server,
+    server: &InProc,
     c: &mut Client,
     headers: &[(String, String)],
 ) -> Vec<(&'static str, Value, bool)> {
