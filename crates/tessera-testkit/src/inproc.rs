@@ -15,7 +15,7 @@
 //! # }
 //! ```
 //!
-//! Background work: [`tessera_server::sync::spawn`] runs as in the binary (on tokio's
+//! Background work: [`tessera_server::spawn_background`] runs as in the binary (on tokio's
 //! real timers, reading the manual clock). A test that moves the clock past a key
 //! rotation or a revocation's end calls [`InProc::sync`], which does at once what the
 //! next `sync.key_poll` / `sync.revocation_poll` tick would do. Paused tokio time
@@ -168,7 +168,8 @@ impl Builder {
             })
             .unwrap_or_default();
         let tls =
-            tessera_server::tls::server_config(&config.tls, &config.data_dir, &[origin_host])?;
+            tessera_server::http::tls::server_config(&config.tls, &config.data_dir, &[origin_host])
+                .map_err(|e| e.to_string())?;
 
         let clock = Arc::new(ManualClock::new(
             self.start_at
@@ -219,12 +220,12 @@ impl Builder {
         })
         .await
         .map_err(|e| format!("state: {e}"))?;
-        tessera_server::sync::spawn(Arc::clone(&state));
+        tessera_server::spawn_background(Arc::clone(&state));
         let app = tessera_server::App::new(Arc::clone(&state));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let limits = config.limits.clone();
         let serving = tokio::spawn(async move {
-            tessera_server::serve::run(listener, app, tls, limits, async move {
+            tessera_server::http::serve::run(listener, app, tls, limits, async move {
                 let _ = stopped.await;
             })
             .await;
@@ -397,13 +398,13 @@ impl InProc {
     /// going, and a failed key reload keeps the current keys).
     pub async fn try_sync(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        if let Err(e) = tessera_server::clients::reload(&self.state).await {
+        if let Err(e) = tessera_server::auth::clients::reload(&self.state).await {
             errors.push(format!("client reload: {e}"));
         }
-        if let Err(e) = tessera_server::sync::refresh_keys(&self.state).await {
+        if let Err(e) = tessera_server::cluster::sync::refresh_keys(&self.state).await {
             errors.push(format!("key refresh: {e}"));
         }
-        if let Err(e) = tessera_server::sync::pull_revocations(&self.state).await {
+        if let Err(e) = tessera_server::cluster::sync::pull_revocations(&self.state).await {
             errors.push(format!("revocation pull: {e}"));
         }
         errors
@@ -496,10 +497,10 @@ impl InProc {
     /// Rotates the signing key now (what `tessera keys rotate` does); the new key id.
     /// The server signs with it after its next key reload ([`InProc::sync`]).
     pub async fn rotate_keys(&self) -> String {
-        tessera_server::keys::rotate_now(
+        tessera_server::cluster::keys::rotate_now(
             self.store.as_ref(),
             &self.state.master,
-            tessera_server::state::key_schedule(&self.config),
+            tessera_server::key_schedule(&self.config),
             self.clock.now(),
         )
         .await
@@ -509,7 +510,7 @@ impl InProc {
     /// Adds a service client (what `tessera client add NAME` does): its key id and its
     /// secret (unpadded base64url of 32 bytes).
     pub async fn add_client(&self, name: &str) -> (String, String) {
-        match tessera_server::clients::add(
+        match tessera_server::auth::clients::add(
             self.store.as_ref(),
             &self.state.master,
             name,

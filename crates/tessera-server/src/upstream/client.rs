@@ -39,7 +39,7 @@
 //!
 //! Held by `tests/upstream_client.rs` (`bytes_after_a_*`,
 //! `stray_bytes_under_steady_traffic_*`, `connection_closed_while_idle_*`),
-//! `crates/tessera/tests/upstream_desync.rs` (the real binary, two users, a hostile
+//! `crates/tessera/tests/app/upstream_desync.rs` (tessera in process, two users, a hostile
 //! upstream) and the fuzz target `upstream_response` ([`fuzz_parse`]).
 //!
 //! Idempotent requests that meet a pooled connection the upstream had already closed are

@@ -6,7 +6,7 @@ use tessera_core::dpop::DpopKey;
 use tessera_testkit::inproc::InProc;
 use tessera_testkit::{b64url_decode_json, Client, Resp};
 
-pub const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn enc(s: &str) -> String {
@@ -22,7 +22,7 @@ fn enc(s: &str) -> String {
 }
 
 /// An `application/x-www-form-urlencoded` body.
-pub fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
@@ -31,7 +31,7 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 /// `POST path` with a form body, no cookies, and extra headers.
-pub async fn post_form(
+pub(crate) async fn post_form(
     c: &mut Client,
     path: &str,
     pairs: &[(&str, &str)],
@@ -45,17 +45,23 @@ pub async fn post_form(
 }
 
 /// The decoded payload of a JWT.
-pub fn claims(token: &str) -> Value {
+pub(crate) fn claims(token: &str) -> Value {
     b64url_decode_json(token.split('.').nth(1).expect("a JWT payload")).expect("JSON payload")
 }
 
 /// A DPoP proof for `method url` made now by the server's clock, with a fresh `jti`.
-pub fn proof(server: &InProc, key: &DpopKey, method: &str, path: &str, at: Option<&str>) -> String {
+pub(crate) fn proof(
+    server: &InProc,
+    key: &DpopKey,
+    method: &str,
+    path: &str,
+    at: Option<&str>,
+) -> String {
     proof_at(server, key, method, path, at, server.now().0)
 }
 
 /// [`proof`] with an explicit `iat`.
-pub fn proof_at(
+pub(crate) fn proof_at(
     server: &InProc,
     key: &DpopKey,
     method: &str,
@@ -69,7 +75,7 @@ pub fn proof_at(
 }
 
 /// The password grant for the demo user, optionally DPoP-bound.
-pub async fn password_grant(server: &InProc, key: Option<&DpopKey>) -> Resp {
+pub(crate) async fn password_grant(server: &InProc, key: Option<&DpopKey>) -> Resp {
     let mut c = server.client();
     let pw = server.demo_password().to_owned();
     let pairs = [
@@ -88,7 +94,7 @@ pub async fn password_grant(server: &InProc, key: Option<&DpopKey>) -> Resp {
 
 /// `(access_token, refresh_token)` of a 200 token answer.
 #[track_caller]
-pub fn tokens(res: &Resp) -> (String, String) {
+pub(crate) fn tokens(res: &Resp) -> (String, String) {
     assert_eq!(res.status, 200, "token request failed: {}", res.text());
     let v = res.json();
     (
@@ -101,7 +107,7 @@ pub fn tokens(res: &Resp) -> (String, String) {
 }
 
 /// The refresh grant for `refresh`, with extra headers.
-pub async fn refresh_grant(server: &InProc, refresh: &str, extra: &[(&str, &str)]) -> Resp {
+pub(crate) async fn refresh_grant(server: &InProc, refresh: &str, extra: &[(&str, &str)]) -> Resp {
     let mut c = server.client();
     post_form(
         &mut c,
@@ -113,7 +119,7 @@ pub async fn refresh_grant(server: &InProc, refresh: &str, extra: &[(&str, &str)
 }
 
 /// `GET /api/whoami` with `Authorization: Bearer token`.
-pub async fn whoami_bearer(server: &InProc, token: &str) -> Resp {
+pub(crate) async fn whoami_bearer(server: &InProc, token: &str) -> Resp {
     server
         .client()
         .get("/api/whoami")
@@ -123,7 +129,7 @@ pub async fn whoami_bearer(server: &InProc, token: &str) -> Resp {
 }
 
 /// The identity headers the upstream received (`x-tessera-*`).
-pub fn upstream_identity(res: &Resp) -> Value {
+pub(crate) fn upstream_identity(res: &Resp) -> Value {
     assert_eq!(
         res.status,
         200,
