@@ -17,6 +17,10 @@ export interface Claims {
   username: string;
   /** The client the token was issued to (RFC 9068 §2.2): `"browser"` for cookie sessions. */
   client_id: string;
+  /** How the user authenticated (RFC 8176 method values, e.g. `["pwd"]`). */
+  amr?: string[];
+  /** When the user authenticated, in seconds since the Unix epoch; a refresh keeps it. */
+  auth_time?: number;
   [claim: string]: unknown;
 }
 

@@ -69,6 +69,8 @@ fn empty() -> AccessClaims {
         roles: Vec::new(),
         username: CompactString::default(),
         client_id: CompactString::default(),
+        amr: Vec::new(),
+        auth_time: 0,
         cnf: None,
     }
 }
@@ -117,6 +119,19 @@ fn canonical(text: &str, c: &mut AccessClaims) -> Option<()> {
     c.username = CompactString::new(f.string()?);
     f.lit(b",\"client_id\":\"")?;
     c.client_id = CompactString::new(f.string()?);
+    f.lit(b",\"amr\":[")?;
+    if f.lit(b"]").is_none() {
+        loop {
+            f.lit(b"\"")?;
+            c.amr.push(CompactString::new(f.string()?));
+            if f.lit(b"]").is_some() {
+                break;
+            }
+            f.lit(b",")?;
+        }
+    }
+    f.lit(b",\"auth_time\":")?;
+    c.auth_time = read_u64(f.b, &mut f.i)?;
     if f.lit(b",\"cnf\":{\"jkt\":\"").is_some() {
         let jkt = CompactString::new(f.string()?);
         f.lit(b"}")?;
@@ -278,7 +293,7 @@ mod tests {
         }
     }
 
-    const VALID: &str = r#"{"iss":"https://app.example.com","aud":"https://app.example.com","sub":"AQEBAQEBAQEBAQEBAQEBAQ","sid":"AgICAgICAgICAgICAgICAg","iat":1800000000,"nbf":1800000000,"exp":1800000300,"jti":"q1w2e3r4t5y6u7i8o9p0aa","roles":["user","editor"],"username":"alice@example.com","client_id":"browser"}"#;
+    const VALID: &str = r#"{"iss":"https://app.example.com","aud":"https://app.example.com","sub":"AQEBAQEBAQEBAQEBAQEBAQ","sid":"AgICAgICAgICAgICAgICAg","iat":1800000000,"nbf":1800000000,"exp":1800000300,"jti":"q1w2e3r4t5y6u7i8o9p0aa","roles":["user","editor"],"username":"alice@example.com","client_id":"browser","amr":["pwd"],"auth_time":1799999000}"#;
     const BOUND: &str = r#" { "iss" : "i" , "aud":"a","sub":"s","sid":"d","iat":0,"nbf":1,"exp":18446744073709551615,"jti":"j","roles":[],"username":"\u00e9l\u00E8ve \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t","client_id":"api","cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}
  "#;
 
@@ -402,7 +417,30 @@ mod tests {
             r#""username":"alice@example.com""#,
             r#""client_id":"browser""#,
         ];
-        assert_eq!(format!("{{{}}}", members.join(",")), VALID);
+        // `amr` and `auth_time` came later and may be absent (tokens signed before them).
+        let optional = [r#""amr":["pwd"]"#, r#""auth_time":1799999000"#];
+        let all: Vec<&str> = members.iter().chain(&optional).copied().collect();
+        assert_eq!(format!("{{{}}}", all.join(",")), VALID);
+        for left_out in 0..optional.len() {
+            let kept: Vec<&str> = members
+                .iter()
+                .copied()
+                .chain(
+                    (0..optional.len())
+                        .filter(|&i| i != left_out)
+                        .map(|i| optional[i]),
+                )
+                .collect();
+            let case = format!("{{{}}}", kept.join(","));
+            let parsed = parse(case.as_bytes()).expect("an older token still parses");
+            assert_eq!(
+                Some(parsed),
+                serde(case.as_bytes()),
+                "without {}",
+                optional[left_out]
+            );
+        }
+        let members = &all[..members.len()];
         for left_out in 0..members.len() {
             let kept: Vec<&str> = (0..members.len())
                 .filter(|&i| i != left_out)

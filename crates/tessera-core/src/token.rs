@@ -45,6 +45,15 @@ pub struct AccessClaims {
     /// The client the token was issued to (RFC 9068 §2.2): `browser` for the cookie
     /// sessions of the SPA, `api` for the token endpoint's mobile and API clients.
     pub client_id: CompactString,
+    /// How the user authenticated for this session (RFC 8176 method values: `pwd` for a
+    /// password). Absent in tokens signed before it existed: read as empty.
+    #[serde(default)]
+    pub amr: Vec<CompactString>,
+    /// When the user last authenticated (seconds since the epoch, as OpenID Connect Core
+    /// §2 and RFC 9470 use it): a refresh is not an authentication and keeps it. Absent in
+    /// tokens signed before it existed: read as 0.
+    #[serde(default)]
+    pub auth_time: u64,
     /// Confirmation (RFC 7800): the DPoP key thumbprint when bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Cnf>,
@@ -73,6 +82,8 @@ impl AccessClaims {
             roles: vec!["user".into()],
             username: "alice".into(),
             client_id: "browser".into(),
+            amr: vec!["pwd".into()],
+            auth_time: now.0,
             cnf: None,
         }
     }

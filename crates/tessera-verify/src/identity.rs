@@ -41,6 +41,18 @@ impl Identity {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
+
+    /// How the user authenticated (RFC 8176 method values, e.g. `pwd`); empty for tokens
+    /// signed before tessera wrote it.
+    pub fn amr(&self) -> impl Iterator<Item = &str> {
+        self.claims.amr.iter().map(|m| m.as_str())
+    }
+
+    /// When the user last authenticated (seconds since the epoch), if the token says; a
+    /// refresh keeps it. Compare it with the clock to ask for a recent login (RFC 9470).
+    pub fn auth_time(&self) -> Option<u64> {
+        (self.claims.auth_time != 0).then_some(self.claims.auth_time)
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Identity {

@@ -94,6 +94,8 @@ async fn claims_time_and_binding_checks() {
     assert_eq!(id.username, "alice");
     assert!(id.has_role("user"));
     assert_eq!(id.user_id.to_string(), claims().sub);
+    assert_eq!(id.amr().collect::<Vec<_>>(), ["pwd"]);
+    assert_eq!(id.auth_time(), Some(claims().auth_time));
 
     // exp = T0 + 300, leeway 5 s.
     clock.set(T0.plus(304));

@@ -257,6 +257,8 @@ mod seeds {
             roles: vec!["user".into(), "admin".into()],
             username: "alice".into(),
             client_id: "browser".into(),
+            amr: vec!["pwd".into()],
+            auth_time: NOW.0 - 10,
             cnf: None,
         }
     }

@@ -47,6 +47,9 @@ pub(crate) fn sign_access_token(
         roles: user.roles.iter().map(|r| r.as_str().into()).collect(),
         username: user.username.as_str().into(),
         client_id: session.client.as_str().into(),
+        // Passwords are the only way in so far, and a session starts at its login.
+        amr: vec!["pwd".into()],
+        auth_time: session.created_at.0,
         cnf: session
             .dpop_jkt
             .as_deref()

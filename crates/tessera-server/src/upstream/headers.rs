@@ -193,6 +193,8 @@ const X_TESSERA_USER: HeaderName = HeaderName::from_static("x-tessera-user");
 const X_TESSERA_USERNAME: HeaderName = HeaderName::from_static("x-tessera-username");
 const X_TESSERA_ROLES: HeaderName = HeaderName::from_static("x-tessera-roles");
 const X_TESSERA_SESSION: HeaderName = HeaderName::from_static("x-tessera-session");
+const X_TESSERA_AMR: HeaderName = HeaderName::from_static("x-tessera-amr");
+const X_TESSERA_AUTH_TIME: HeaderName = HeaderName::from_static("x-tessera-auth-time");
 
 /// The identity headers sent upstream and returned by forward-auth, written straight from
 /// the claims. A value that is not valid header text (cannot happen for tokens tessera
@@ -203,6 +205,30 @@ pub(crate) fn identity_headers(identity: &Identity, out: &mut impl HeaderSink) {
     out.text(&X_TESSERA_USERNAME, std::iter::once(c.username.as_str()));
     out.text(&X_TESSERA_ROLES, c.roles.iter().map(|r| r.as_str()));
     out.text(&X_TESSERA_SESSION, std::iter::once(c.sid.as_str()));
+    if !c.amr.is_empty() {
+        out.text(&X_TESSERA_AMR, c.amr.iter().map(|m| m.as_str()));
+    }
+    if c.auth_time != 0 {
+        let mut digits = [0u8; 20];
+        out.text(
+            &X_TESSERA_AUTH_TIME,
+            std::iter::once(decimal(c.auth_time, &mut digits)),
+        );
+    }
+}
+
+/// `n` in decimal, written into `buf` (no allocation on the proxy path).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// Who the upstream is told made the request.
@@ -416,6 +442,14 @@ mod tests {
             let mut head = up.head(&Method::GET, "/", 1);
             let written = head.text(&name, [s.as_str(), "z"]);
             assert_eq!(written, map.contains_key(&name), "byte {b:#x}");
+        }
+    }
+
+    #[test]
+    fn decimal_writes_what_to_string_writes() {
+        for n in [0, 1, 9, 10, 99, 1_799_999_000, u64::MAX] {
+            let mut buf = [0u8; 20];
+            assert_eq!(decimal(n, &mut buf), n.to_string());
         }
     }
 

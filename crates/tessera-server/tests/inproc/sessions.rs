@@ -222,3 +222,34 @@ async fn failed_logins_are_throttled_per_username_and_the_budget_refills_with_ti
     let res = c.login("demo", server.demo_password()).await;
     assert_eq!(res.status, 200, "after the window: {}", res.text());
 }
+
+/// Every access token says how and when the user authenticated (RFC 8176 `amr`,
+/// `auth_time`); a refresh renews the token but is not an authentication, so it keeps
+/// `auth_time`. The upstream is told both, and cannot be told them by the client.
+#[tokio::test]
+async fn amr_and_auth_time_are_kept_across_refreshes_and_reach_the_upstream() {
+    let server = InProc::builder().start().await;
+    let login_at = server.now().0;
+    let mut c = server.demo_client().await;
+    let claims = c.claims().expect("claims cookie");
+    assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(claims["auth_time"], login_at);
+
+    server.advance(Duration::from_secs(120));
+    assert_eq!(c.refresh().await.status, 200);
+    let refreshed = c.claims().expect("claims cookie");
+    assert_eq!(refreshed["iat"], login_at + 120, "a new token");
+    assert_eq!(refreshed["auth_time"], login_at, "not a new authentication");
+    assert_eq!(refreshed["amr"], serde_json::json!(["pwd"]));
+
+    let seen = c
+        .get("/api/whoami")
+        .header("x-tessera-amr", "hwk,mfa")
+        .header("x-tessera-auth-time", "9999999999")
+        .send()
+        .await;
+    assert_eq!(seen.status, 200, "{}", seen.text());
+    let headers = &seen.json()["headers"];
+    assert_eq!(headers["x-tessera-amr"], "pwd");
+    assert_eq!(headers["x-tessera-auth-time"], login_at.to_string());
+}

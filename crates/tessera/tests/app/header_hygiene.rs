@@ -231,6 +231,8 @@ fn identity_of(c: &Client) -> Vec<(&'static str, String)> {
             "x-tessera-session",
             claims["sid"].as_str().unwrap().to_owned(),
         ),
+        ("x-tessera-amr", "pwd".to_owned()),
+        ("x-tessera-auth-time", claims["auth_time"].to_string()),
     ]
 }
 
