@@ -36,6 +36,7 @@ mod ids;
 mod keys;
 pub mod password;
 pub mod password_policy;
+pub mod recovery;
 pub mod refresh;
 pub mod replay;
 mod seal;
