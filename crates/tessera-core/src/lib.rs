@@ -1,5 +1,6 @@
 //! Tessera's core: the access-token format, the key ring, CSRF tokens, refresh-token
-//! derivation, the revocation denylist and the clock.
+//! derivation, the revocation denylist, the clock, and the second factors' codes (TOTP and
+//! recovery codes).
 //!
 //! Purpose: everything tessera decides about a credential is a pure function of its
 //! inputs here, so it can be tested with test vectors and a fake clock, benchmarked,
@@ -35,10 +36,12 @@ mod ids;
 mod keys;
 pub mod password;
 pub mod password_policy;
+pub mod recovery;
 pub mod refresh;
 pub mod replay;
 mod seal;
 mod token;
+pub mod totp;
 
 pub use cache::VerifyCache;
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};

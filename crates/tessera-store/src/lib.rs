@@ -1,6 +1,7 @@
 //! Tessera's persistent state behind one [`Store`] trait: users, sessions with their
-//! refresh-token families, the revocation feed, signing keys, service clients and the
-//! audit log.
+//! refresh-token families, the revocation feed, signing keys, service clients, the
+//! audit log, and second factors (TOTP, recovery codes, passkeys) with the one-time state
+//! of their ceremonies.
 //!
 //! Two implementations share one body of SQL ([`sql`]): embedded SQLite (the default,
 //! one node) and PostgreSQL (several nodes). The server only sees `Arc<dyn Store>`.
@@ -176,4 +177,74 @@ pub trait Store: Send + Sync + 'static {
     async fn record_login_failure(&self, user_key: &str, at: UnixTime) -> Result<()>;
     /// Failed password checks for `user_key` at or after `since`, on every node.
     async fn login_failures_since(&self, user_key: &str, since: UnixTime) -> Result<u32>;
+
+    /// Sets a user's TOTP factor (setup), replacing any they had (pending or confirmed):
+    /// its secret, confirmation and last used step start afresh.
+    async fn put_totp(&self, factor: &TotpFactor) -> Result<()>;
+    /// The user's TOTP factor, pending or confirmed.
+    async fn totp(&self, user: UserId) -> Result<Option<TotpFactor>>;
+    /// Confirms the pending factor whose secret is `sealed` (the one the first code was
+    /// checked against: a setup in between makes this false) and spends `step`.
+    async fn confirm_totp(&self, user: UserId, sealed: &[u8], step: u64) -> Result<bool>;
+    /// Spends time step `step` of the user's confirmed factor: true if it was later than
+    /// the last one used (now recorded), false if it was not — a code used on any node is
+    /// refused on every other. One compare-and-set statement.
+    async fn use_totp_step(&self, user: UserId, step: u64) -> Result<bool>;
+    /// Removes the user's TOTP factor; false if there was none.
+    async fn delete_totp(&self, user: UserId) -> Result<bool>;
+
+    /// Replaces the user's recovery codes with `hashes` (the old ones die), atomically.
+    async fn replace_recovery_codes(&self, user: UserId, hashes: &[[u8; 32]]) -> Result<()>;
+    /// Spends the unused recovery code with this hash at `at`: true once, false for an
+    /// unknown or already used code. One compare-and-set statement.
+    async fn use_recovery_code(&self, user: UserId, hash: &[u8; 32], at: UnixTime) -> Result<bool>;
+    /// The hashes of the user's unused recovery codes.
+    async fn unused_recovery_codes(&self, user: UserId) -> Result<Vec<[u8; 32]>>;
+    /// Deletes all the user's recovery codes; returns how many.
+    async fn delete_recovery_codes(&self, user: UserId) -> Result<u64>;
+
+    /// Registers a passkey; [`StoreError::Conflict`] if its credential id is taken.
+    async fn create_passkey(&self, passkey: &StoredPasskey) -> Result<()>;
+    /// The passkey with this credential id.
+    async fn passkey(&self, id: &str) -> Result<Option<StoredPasskey>>;
+    /// The user's passkeys, oldest first.
+    async fn passkeys_of(&self, user: UserId) -> Result<Vec<StoredPasskey>>;
+    /// After a sign-in with it: the updated serialized credential (counter, backup
+    /// flags) and `last_used_at`. False if no such passkey of this user.
+    async fn update_passkey_use(
+        &self,
+        user: UserId,
+        id: &str,
+        passkey: &str,
+        at: UnixTime,
+    ) -> Result<bool>;
+    /// Removes one of the user's passkeys; false if the user has none with this id.
+    async fn delete_passkey(&self, user: UserId, id: &str) -> Result<bool>;
+
+    /// Stores one-time ceremony state; [`StoreError::Conflict`] if the id is taken.
+    async fn put_mfa_state(&self, state: &MfaState) -> Result<()>;
+    /// Reads live state without using it (to check a code before spending the state).
+    async fn peek_mfa_state(
+        &self,
+        kind: MfaStateKind,
+        id: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<Option<MfaState>>;
+    /// Uses the state: returns it and deletes it in one statement, so of two nodes
+    /// taking the same state only one gets it. `None` if absent, of another kind, or
+    /// expired before `now`.
+    async fn take_mfa_state(
+        &self,
+        kind: MfaStateKind,
+        id: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<Option<MfaState>>;
+    /// Counts a wrong code against the state; at `limit` failures it is deleted. Returns
+    /// the failures counted so far (0 if the state is gone).
+    async fn record_mfa_state_failure(
+        &self,
+        kind: MfaStateKind,
+        id: &[u8; 32],
+        limit: u32,
+    ) -> Result<u32>;
 }

@@ -196,3 +196,97 @@ pub struct AuditEvent {
     /// Free text, never secret.
     pub detail: Option<String>,
 }
+
+/// A user's TOTP factor (RFC 6238) as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpFactor {
+    /// Whose.
+    pub user_id: UserId,
+    /// The secret, sealed under the master key by the caller.
+    pub sealed: Vec<u8>,
+    /// Confirmed with a first code; a pending factor is not a second factor yet.
+    pub confirmed: bool,
+    /// Set up at.
+    pub created_at: UnixTime,
+    /// The last time step accepted (0: none yet).
+    pub last_used_step: u64,
+}
+
+impl fmt::Debug for TotpFactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpFactor")
+            .field("user_id", &self.user_id)
+            .field("confirmed", &self.confirmed)
+            .field("created_at", &self.created_at)
+            .field("last_used_step", &self.last_used_step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A WebAuthn credential (passkey) as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPasskey {
+    /// The credential id, base64url.
+    pub id: String,
+    /// Whose.
+    pub user_id: UserId,
+    /// The name the user gave it.
+    pub name: String,
+    /// The serialized credential (public key, signature counter, backup flags); public
+    /// data, no secret.
+    pub passkey: String,
+    /// Registered at.
+    pub created_at: UnixTime,
+    /// Last used to sign in.
+    pub last_used_at: Option<UnixTime>,
+}
+
+/// What one-time ceremony state is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MfaStateKind {
+    /// The `mfa_token` between a correct password and the second factor.
+    MfaLogin,
+    /// A WebAuthn registration ceremony.
+    PasskeyRegistration,
+    /// A WebAuthn authentication ceremony.
+    PasskeyAuthentication,
+}
+
+impl MfaStateKind {
+    /// The `kind` column's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaStateKind::MfaLogin => "mfa_login",
+            MfaStateKind::PasskeyRegistration => "webauthn_reg",
+            MfaStateKind::PasskeyAuthentication => "webauthn_auth",
+        }
+    }
+}
+
+/// One-time ceremony state, usable once on any node until `expires_at` (inclusive).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MfaState {
+    /// What it is for.
+    pub kind: MfaStateKind,
+    /// The SHA-256 of the opaque value the client holds (`mfa_token`, `challenge_id`).
+    pub id: [u8; 32],
+    /// The user it is bound to, if any (a discoverable-credential login has none yet).
+    pub user_id: Option<UserId>,
+    /// The caller's state (e.g. the WebAuthn library's serialized ceremony state).
+    pub payload: Vec<u8>,
+    /// Last second at which it may be used.
+    pub expires_at: UnixTime,
+    /// Wrong codes counted against it so far.
+    pub failures: u32,
+}
+
+impl fmt::Debug for MfaState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MfaState")
+            .field("kind", &self.kind)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .field("failures", &self.failures)
+            .finish_non_exhaustive()
+    }
+}

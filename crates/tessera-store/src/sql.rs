@@ -16,8 +16,9 @@ use sqlx::Row;
 use tessera_core::{SessionId, UnixTime, UserId};
 
 use crate::{
-    AuditEvent, ReplayKind, Result, Revocation, RevocationTarget, RotateOutcome, Rotation, Session,
-    Store, StoreError, StoredClient, StoredKey, User,
+    AuditEvent, MfaState, MfaStateKind, ReplayKind, Result, Revocation, RevocationTarget,
+    RotateOutcome, Rotation, Session, Store, StoreError, StoredClient, StoredKey, StoredPasskey,
+    TotpFactor, User,
 };
 
 /// Opens the store named by `url` (`sqlite://path` or `postgres://…`) and runs migrations.
@@ -272,6 +273,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "login_failures",
         include_str!("../migrations/sqlite/0003_login_failures.sql"),
     ),
+    (4, "mfa", include_str!("../migrations/sqlite/0004_mfa.sql")),
 ];
 const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -288,6 +290,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "login_failures",
         include_str!("../migrations/postgres/0003_login_failures.sql"),
+    ),
+    (
+        4,
+        "mfa",
+        include_str!("../migrations/postgres/0004_mfa.sql"),
     ),
 ];
 
@@ -338,6 +345,14 @@ fn sid(s: &str) -> Result<SessionId> {
 fn hash32(v: Vec<u8>) -> Option<[u8; 32]> {
     v.try_into().ok()
 }
+
+/// A TOTP time step as a column value (steps stay far below `i64::MAX` until the year
+/// 10^12; saturating keeps a bogus one from wrapping).
+fn step_col(step: u64) -> i64 {
+    i64::try_from(step).unwrap_or(i64::MAX)
+}
+
+const PASSKEY_COLS: &str = "id, user_id, name, passkey, created_at, last_used_at";
 
 const USER_COLS: &str = "id, username, password_hash, roles, created_at, disabled";
 const SESSION_COLS: &str = "id, user_id, created_at, expires_at, revoked_at, dpop_jkt, client";
@@ -423,6 +438,40 @@ macro_rules! impl_store {
                     sealed: row.try_get("sealed").map_err(db_err)?,
                     created_at: ut(row.try_get("created_at").map_err(db_err)?),
                     disabled: row.try_get::<i64, _>("disabled").map_err(db_err)? != 0,
+                })
+            }
+
+            fn totp_from(row: &$row) -> Result<TotpFactor> {
+                Ok(TotpFactor {
+                    user_id: uid(&row.try_get::<String, _>("user_id").map_err(db_err)?)?,
+                    sealed: row.try_get("sealed").map_err(db_err)?,
+                    confirmed: row.try_get::<i64, _>("confirmed").map_err(db_err)? != 0,
+                    created_at: ut(row.try_get("created_at").map_err(db_err)?),
+                    last_used_step: u64::try_from(row.try_get::<i64, _>("last_used_step").map_err(db_err)?)
+                        .map_err(|_| StoreError::Corrupt("negative last_used_step".into()))?,
+                })
+            }
+
+            fn passkey_from(row: &$row) -> Result<StoredPasskey> {
+                Ok(StoredPasskey {
+                    id: row.try_get("id").map_err(db_err)?,
+                    user_id: uid(&row.try_get::<String, _>("user_id").map_err(db_err)?)?,
+                    name: row.try_get("name").map_err(db_err)?,
+                    passkey: row.try_get("passkey").map_err(db_err)?,
+                    created_at: ut(row.try_get("created_at").map_err(db_err)?),
+                    last_used_at: row.try_get::<Option<i64>, _>("last_used_at").map_err(db_err)?.map(ut),
+                })
+            }
+
+            fn mfa_state_from(kind: MfaStateKind, id: &[u8; 32], row: &$row) -> Result<MfaState> {
+                let user: Option<String> = row.try_get("user_id").map_err(db_err)?;
+                Ok(MfaState {
+                    kind,
+                    id: *id,
+                    user_id: user.as_deref().map(uid).transpose()?,
+                    payload: row.try_get("payload").map_err(db_err)?,
+                    expires_at: ut(row.try_get("expires_at").map_err(db_err)?),
+                    failures: u32::try_from(row.try_get::<i64, _>("failures").map_err(db_err)?).unwrap_or(u32::MAX),
                 })
             }
 
@@ -752,6 +801,8 @@ macro_rules! impl_store {
                 for q in [
                     "DELETE FROM sessions WHERE expires_at < $1 - 86400",
                     "DELETE FROM revocations WHERE until <= $1",
+                    // One-time ceremony state (MFA login tokens, WebAuthn challenges).
+                    "DELETE FROM mfa_states WHERE expires_at < $1",
                 ] {
                     n += sqlx::query(q).bind(t(now)).execute(&self.pool).await.map_err(db_err)?.rows_affected();
                 }
@@ -937,6 +988,262 @@ macro_rules! impl_store {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_err)?;
+                Ok(u32::try_from(n).unwrap_or(u32::MAX))
+            }
+
+            async fn put_totp(&self, f: &TotpFactor) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO totp_factors (user_id, sealed, confirmed, created_at, last_used_step) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (user_id) DO UPDATE SET sealed = excluded.sealed, \
+                     confirmed = excluded.confirmed, created_at = excluded.created_at, \
+                     last_used_step = excluded.last_used_step",
+                )
+                .bind(f.user_id.to_string())
+                .bind(&f.sealed)
+                .bind(i64::from(f.confirmed))
+                .bind(t(f.created_at))
+                .bind(step_col(f.last_used_step))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn totp(&self, user: UserId) -> Result<Option<TotpFactor>> {
+                let row = sqlx::query(
+                    "SELECT user_id, sealed, confirmed, created_at, last_used_step FROM totp_factors WHERE user_id = $1",
+                )
+                .bind(user.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                row.as_ref().map(Self::totp_from).transpose()
+            }
+
+            async fn confirm_totp(&self, user: UserId, sealed: &[u8], step: u64) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE totp_factors SET confirmed = 1, last_used_step = $1 \
+                     WHERE user_id = $2 AND sealed = $3 AND confirmed = 0 AND last_used_step < $1",
+                )
+                .bind(step_col(step))
+                .bind(user.to_string())
+                .bind(sealed)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn use_totp_step(&self, user: UserId, step: u64) -> Result<bool> {
+                // The compare-and-set that makes a code single-use across nodes: of two
+                // nodes spending the same step, the second matches no row.
+                let r = sqlx::query(
+                    "UPDATE totp_factors SET last_used_step = $1 \
+                     WHERE user_id = $2 AND confirmed = 1 AND last_used_step < $1",
+                )
+                .bind(step_col(step))
+                .bind(user.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn delete_totp(&self, user: UserId) -> Result<bool> {
+                let r = sqlx::query("DELETE FROM totp_factors WHERE user_id = $1")
+                    .bind(user.to_string())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn replace_recovery_codes(&self, user: UserId, hashes: &[[u8; 32]]) -> Result<()> {
+                let user = user.to_string();
+                let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
+                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                    .bind(&user)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                for h in hashes {
+                    sqlx::query("INSERT INTO recovery_codes (user_id, hash) VALUES ($1, $2)")
+                        .bind(&user)
+                        .bind(&h[..])
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                }
+                tx.commit().await.map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn use_recovery_code(&self, user: UserId, hash: &[u8; 32], at: UnixTime) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE recovery_codes SET used_at = $1 \
+                     WHERE user_id = $2 AND hash = $3 AND used_at IS NULL",
+                )
+                .bind(t(at))
+                .bind(user.to_string())
+                .bind(&hash[..])
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn unused_recovery_codes(&self, user: UserId) -> Result<Vec<[u8; 32]>> {
+                let rows = sqlx::query("SELECT hash FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
+                    .bind(user.to_string())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                rows.iter()
+                    .map(|row| {
+                        let h: Vec<u8> = row.try_get("hash").map_err(db_err)?;
+                        hash32(h).ok_or_else(|| StoreError::Corrupt("recovery code hash length".into()))
+                    })
+                    .collect()
+            }
+
+            async fn delete_recovery_codes(&self, user: UserId) -> Result<u64> {
+                let r = sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                    .bind(user.to_string())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(r.rows_affected())
+            }
+
+            async fn create_passkey(&self, p: &StoredPasskey) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO webauthn_credentials (id, user_id, name, passkey, created_at, last_used_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&p.id)
+                .bind(p.user_id.to_string())
+                .bind(&p.name)
+                .bind(&p.passkey)
+                .bind(t(p.created_at))
+                .bind(ot(p.last_used_at))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn passkey(&self, id: &str) -> Result<Option<StoredPasskey>> {
+                let row = sqlx::query(&format!("SELECT {PASSKEY_COLS} FROM webauthn_credentials WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::passkey_from).transpose()
+            }
+
+            async fn passkeys_of(&self, user: UserId) -> Result<Vec<StoredPasskey>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {PASSKEY_COLS} FROM webauthn_credentials WHERE user_id = $1 ORDER BY created_at, id"
+                ))
+                .bind(user.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter().map(Self::passkey_from).collect()
+            }
+
+            async fn update_passkey_use(&self, user: UserId, id: &str, passkey: &str, at: UnixTime) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE webauthn_credentials SET passkey = $1, last_used_at = $2 WHERE id = $3 AND user_id = $4",
+                )
+                .bind(passkey)
+                .bind(t(at))
+                .bind(id)
+                .bind(user.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn delete_passkey(&self, user: UserId, id: &str) -> Result<bool> {
+                let r = sqlx::query("DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2")
+                    .bind(id)
+                    .bind(user.to_string())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn put_mfa_state(&self, s: &MfaState) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO mfa_states (kind, id, user_id, payload, expires_at, failures) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(s.kind.as_str())
+                .bind(&s.id[..])
+                .bind(s.user_id.map(|u| u.to_string()))
+                .bind(&s.payload)
+                .bind(t(s.expires_at))
+                .bind(i64::from(s.failures))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn peek_mfa_state(&self, kind: MfaStateKind, id: &[u8; 32], now: UnixTime) -> Result<Option<MfaState>> {
+                let row = sqlx::query(
+                    "SELECT user_id, payload, expires_at, failures FROM mfa_states \
+                     WHERE kind = $1 AND id = $2 AND expires_at >= $3",
+                )
+                .bind(kind.as_str())
+                .bind(&id[..])
+                .bind(t(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                row.as_ref().map(|r| Self::mfa_state_from(kind, id, r)).transpose()
+            }
+
+            async fn take_mfa_state(&self, kind: MfaStateKind, id: &[u8; 32], now: UnixTime) -> Result<Option<MfaState>> {
+                // One statement: of two nodes taking the same state, one deletes the row
+                // and gets it back, the other matches nothing. An expired row is deleted
+                // too (it is worthless) but not returned.
+                let row = sqlx::query(
+                    "DELETE FROM mfa_states WHERE kind = $1 AND id = $2 \
+                     RETURNING user_id, payload, expires_at, failures",
+                )
+                .bind(kind.as_str())
+                .bind(&id[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                let state = row.as_ref().map(|r| Self::mfa_state_from(kind, id, r)).transpose()?;
+                Ok(state.filter(|s| s.expires_at >= now))
+            }
+
+            async fn record_mfa_state_failure(&self, kind: MfaStateKind, id: &[u8; 32], limit: u32) -> Result<u32> {
+                let n: Option<i64> = sqlx::query_scalar(
+                    "UPDATE mfa_states SET failures = failures + 1 WHERE kind = $1 AND id = $2 RETURNING failures",
+                )
+                .bind(kind.as_str())
+                .bind(&id[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                let Some(n) = n else { return Ok(0) };
+                if n >= i64::from(limit) {
+                    sqlx::query("DELETE FROM mfa_states WHERE kind = $1 AND id = $2 AND failures >= $3")
+                        .bind(kind.as_str())
+                        .bind(&id[..])
+                        .bind(i64::from(limit))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db_err)?;
+                }
                 Ok(u32::try_from(n).unwrap_or(u32::MAX))
             }
         }

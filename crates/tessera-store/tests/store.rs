@@ -65,6 +65,15 @@ macro_rules! all_store_tests {
             replay_ids_once_across_handles,
             replay_ids_concurrent_claims,
             login_failures,
+            totp_factor_lifecycle,
+            totp_step_once_across_handles,
+            totp_step_concurrent_spends,
+            recovery_codes_single_use,
+            recovery_code_concurrent_spends,
+            passkeys,
+            mfa_state_take_once_across_handles,
+            mfa_state_concurrent_takes,
+            mfa_state_failures_and_purge,
         );
     };
 }
@@ -245,8 +254,9 @@ mod cases {
 
     use tessera_core::{refresh, SessionId, UnixTime, UserId};
     use tessera_store::{
-        AuditEvent, ReplayKind, Revocation, RevocationTarget, RotateOutcome, Rotation, Session,
-        Store, StoreError, StoredClient, StoredKey, User,
+        AuditEvent, MfaState, MfaStateKind, ReplayKind, Revocation, RevocationTarget,
+        RotateOutcome, Rotation, Session, Store, StoreError, StoredClient, StoredKey,
+        StoredPasskey, TotpFactor, User,
     };
 
     use super::Ctx;
@@ -1360,5 +1370,493 @@ mod cases {
         store.record_login_failure("alice", at(3700)).await.unwrap();
         assert_eq!(store.login_failures_since("alice", at(0)).await.unwrap(), 1);
         assert_eq!(store.login_failures_since("bob", at(0)).await.unwrap(), 0);
+    }
+
+    // ---- second factors -------------------------------------------------------------
+
+    /// A user stored, for the second-factor tables' foreign keys.
+    async fn stored_user(store: &dyn Store, name: &str) -> User {
+        let u = user(name);
+        store.create_user(&u).await.unwrap();
+        u
+    }
+
+    fn factor(user: UserId, sealed: &[u8], confirmed: bool) -> TotpFactor {
+        TotpFactor {
+            user_id: user,
+            sealed: sealed.to_vec(),
+            confirmed,
+            created_at: T0,
+            last_used_step: 0,
+        }
+    }
+
+    /// Setup, confirm with a first code's step, single-use steps, replacement by a new
+    /// setup, deletion; a pending factor's steps cannot be spent as a login.
+    pub(crate) async fn totp_factor_lifecycle(cx: Ctx) {
+        let store = &*cx.store;
+        let u = stored_user(store, "alice").await;
+        let other = stored_user(store, "bob").await;
+        assert!(store.totp(u.id).await.unwrap().is_none());
+        assert!(!store.use_totp_step(u.id, 10).await.unwrap(), "no factor");
+        store
+            .put_totp(&factor(u.id, b"sealed-1", false))
+            .await
+            .unwrap();
+        let got = store.totp(u.id).await.unwrap().unwrap();
+        assert_eq!(got, factor(u.id, b"sealed-1", false));
+        assert!(!format!("{got:?}").contains("sealed-1"));
+        // Pending: a login cannot spend its steps.
+        assert!(!store.use_totp_step(u.id, 100).await.unwrap());
+        // Confirm needs the secret the code was checked against.
+        assert!(!store.confirm_totp(u.id, b"sealed-0", 100).await.unwrap());
+        assert!(!store
+            .confirm_totp(other.id, b"sealed-1", 100)
+            .await
+            .unwrap());
+        assert!(store.confirm_totp(u.id, b"sealed-1", 100).await.unwrap());
+        assert!(
+            !store.confirm_totp(u.id, b"sealed-1", 101).await.unwrap(),
+            "once"
+        );
+        let got = store.totp(u.id).await.unwrap().unwrap();
+        assert!(got.confirmed);
+        assert_eq!(got.last_used_step, 100);
+        // The confirming code's step is spent; later steps once each, earlier never.
+        assert!(!store.use_totp_step(u.id, 100).await.unwrap());
+        assert!(!store.use_totp_step(u.id, 99).await.unwrap());
+        assert!(store.use_totp_step(u.id, 101).await.unwrap());
+        assert!(!store.use_totp_step(u.id, 101).await.unwrap());
+        assert!(store.use_totp_step(u.id, 103).await.unwrap());
+        assert!(!store.use_totp_step(u.id, 102).await.unwrap());
+        assert_eq!(store.totp(u.id).await.unwrap().unwrap().last_used_step, 103);
+        assert!(store.totp(other.id).await.unwrap().is_none());
+        // A new setup replaces the factor wholesale: pending again, no step used.
+        store
+            .put_totp(&factor(u.id, b"sealed-2", false))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.totp(u.id).await.unwrap().unwrap(),
+            factor(u.id, b"sealed-2", false)
+        );
+        assert!(!store.confirm_totp(u.id, b"sealed-1", 200).await.unwrap());
+        assert!(store.confirm_totp(u.id, b"sealed-2", 200).await.unwrap());
+        // Steps beyond i64 saturate rather than wrap.
+        assert!(store.use_totp_step(u.id, u64::MAX).await.unwrap());
+        assert!(!store.use_totp_step(u.id, u64::MAX).await.unwrap());
+        assert!(store.delete_totp(u.id).await.unwrap());
+        assert!(!store.delete_totp(u.id).await.unwrap());
+        assert!(store.totp(u.id).await.unwrap().is_none());
+        assert!(!store.use_totp_step(u.id, 300).await.unwrap());
+    }
+
+    /// A step spent through one handle (node A) is refused through another (node B).
+    pub(crate) async fn totp_step_once_across_handles(cx: Ctx) {
+        let a = &*cx.store;
+        let node_b = tessera_store::open(&cx.url).await.unwrap();
+        let b = &*node_b;
+        let u = stored_user(a, "alice").await;
+        a.put_totp(&factor(u.id, b"s", false)).await.unwrap();
+        assert!(a.confirm_totp(u.id, b"s", 50).await.unwrap());
+        assert!(a.use_totp_step(u.id, 51).await.unwrap());
+        assert!(!b.use_totp_step(u.id, 51).await.unwrap(), "spent on node A");
+        assert!(!b.use_totp_step(u.id, 50).await.unwrap());
+        assert!(b.use_totp_step(u.id, 52).await.unwrap());
+        assert!(!a.use_totp_step(u.id, 52).await.unwrap(), "spent on node B");
+        assert_eq!(b.totp(u.id).await.unwrap().unwrap().last_used_step, 52);
+    }
+
+    /// Many spends of one step at once, from two handles: exactly one succeeds.
+    pub(crate) async fn totp_step_concurrent_spends(cx: Ctx) {
+        let other: Arc<dyn Store> = tessera_store::open(&cx.url).await.unwrap();
+        let u = stored_user(&*cx.store, "alice").await;
+        cx.store.put_totp(&factor(u.id, b"s", false)).await.unwrap();
+        assert!(cx.store.confirm_totp(u.id, b"s", 1).await.unwrap());
+        for round in 0..5u64 {
+            let step = 10 + round;
+            let tasks: Vec<_> = (0..16)
+                .map(|i| {
+                    let s = if i % 2 == 0 {
+                        Arc::clone(&cx.store)
+                    } else {
+                        Arc::clone(&other)
+                    };
+                    let id = u.id;
+                    tokio::spawn(async move { s.use_totp_step(id, step).await.unwrap() })
+                })
+                .collect();
+            let mut wins = 0;
+            for t in tasks {
+                wins += usize::from(t.await.unwrap());
+            }
+            assert_eq!(wins, 1, "round {round}: step {step} spent {wins} times");
+        }
+    }
+
+    /// Recovery codes: stored as given, each spent once, per user; a new set kills the
+    /// old one.
+    pub(crate) async fn recovery_codes_single_use(cx: Ctx) {
+        let store = &*cx.store;
+        let node_b = tessera_store::open(&cx.url).await.unwrap();
+        let u = stored_user(store, "alice").await;
+        let v = stored_user(store, "bob").await;
+        assert!(store.unused_recovery_codes(u.id).await.unwrap().is_empty());
+        let set: Vec<[u8; 32]> = (0..10).map(|i| h(&format!("code-{i}"))).collect();
+        store.replace_recovery_codes(u.id, &set).await.unwrap();
+        store.replace_recovery_codes(v.id, &set[..2]).await.unwrap();
+        let got: BTreeSet<[u8; 32]> = store
+            .unused_recovery_codes(u.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(got, set.iter().copied().collect());
+        assert!(store.use_recovery_code(u.id, &set[3], at(1)).await.unwrap());
+        assert!(!store.use_recovery_code(u.id, &set[3], at(2)).await.unwrap());
+        assert!(
+            !node_b
+                .use_recovery_code(u.id, &set[3], at(2))
+                .await
+                .unwrap(),
+            "node B"
+        );
+        assert!(!store
+            .use_recovery_code(u.id, &h("unknown"), at(2))
+            .await
+            .unwrap());
+        assert_eq!(store.unused_recovery_codes(u.id).await.unwrap().len(), 9);
+        assert!(!store
+            .unused_recovery_codes(u.id)
+            .await
+            .unwrap()
+            .contains(&set[3]));
+        // Another user's codes are their own, even with the same hash.
+        assert!(store.use_recovery_code(v.id, &set[0], at(3)).await.unwrap());
+        assert!(store.use_recovery_code(u.id, &set[0], at(3)).await.unwrap());
+        assert!(!store.use_recovery_code(v.id, &set[5], at(3)).await.unwrap());
+        assert_eq!(
+            store.unused_recovery_codes(v.id).await.unwrap(),
+            vec![set[1]]
+        );
+        // Regenerate: the old ones die, including unused ones.
+        let fresh: Vec<[u8; 32]> = (0..10).map(|i| h(&format!("new-{i}"))).collect();
+        node_b.replace_recovery_codes(u.id, &fresh).await.unwrap();
+        assert!(!store.use_recovery_code(u.id, &set[4], at(4)).await.unwrap());
+        assert_eq!(store.unused_recovery_codes(u.id).await.unwrap().len(), 10);
+        assert!(store
+            .use_recovery_code(u.id, &fresh[9], at(4))
+            .await
+            .unwrap());
+        // A set with a repeated hash is refused whole, leaving the old set.
+        let dup = [h("d"), h("d")];
+        assert!(matches!(
+            store.replace_recovery_codes(u.id, &dup).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.unused_recovery_codes(u.id).await.unwrap().len(), 9);
+        assert_eq!(store.delete_recovery_codes(u.id).await.unwrap(), 10);
+        assert!(store.unused_recovery_codes(u.id).await.unwrap().is_empty());
+        assert_eq!(
+            store.unused_recovery_codes(v.id).await.unwrap(),
+            vec![set[1]]
+        );
+    }
+
+    /// One recovery code spent many times at once from two handles: once.
+    pub(crate) async fn recovery_code_concurrent_spends(cx: Ctx) {
+        let other: Arc<dyn Store> = tessera_store::open(&cx.url).await.unwrap();
+        let u = stored_user(&*cx.store, "alice").await;
+        let set: Vec<[u8; 32]> = (0..5).map(|i| h(&format!("c{i}"))).collect();
+        cx.store.replace_recovery_codes(u.id, &set).await.unwrap();
+        for (round, code) in set.iter().enumerate() {
+            let tasks: Vec<_> = (0..16)
+                .map(|i| {
+                    let s = if i % 2 == 0 {
+                        Arc::clone(&cx.store)
+                    } else {
+                        Arc::clone(&other)
+                    };
+                    let (id, code) = (u.id, *code);
+                    tokio::spawn(
+                        async move { s.use_recovery_code(id, &code, at(1)).await.unwrap() },
+                    )
+                })
+                .collect();
+            let mut wins = 0;
+            for t in tasks {
+                wins += usize::from(t.await.unwrap());
+            }
+            assert_eq!(wins, 1, "round {round}: code spent {wins} times");
+        }
+        assert!(cx
+            .store
+            .unused_recovery_codes(u.id)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    fn passkey(id: &str, user: UserId, name: &str, created: u64) -> StoredPasskey {
+        StoredPasskey {
+            id: id.to_owned(),
+            user_id: user,
+            name: name.to_owned(),
+            passkey: format!("{{\"cred\":\"{id}\",\"counter\":0}}"),
+            created_at: at(created),
+            last_used_at: None,
+        }
+    }
+
+    /// Several named passkeys per user; ids unique across users; use updates the blob
+    /// and `last_used_at`; deletion only by their owner.
+    pub(crate) async fn passkeys(cx: Ctx) {
+        let store = &*cx.store;
+        let u = stored_user(store, "alice").await;
+        let v = stored_user(store, "bob").await;
+        assert!(store.passkeys_of(u.id).await.unwrap().is_empty());
+        assert!(store.passkey("k1").await.unwrap().is_none());
+        let (k1, k2) = (
+            passkey("k1", u.id, "laptop", 5),
+            passkey("k2", u.id, "phone", 1),
+        );
+        store.create_passkey(&k1).await.unwrap();
+        store.create_passkey(&k2).await.unwrap();
+        store
+            .create_passkey(&passkey("k3", v.id, "key", 0))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .create_passkey(&passkey("k1", v.id, "stolen id", 9))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.passkey("k1").await.unwrap(), Some(k1.clone()));
+        assert_eq!(
+            store.passkeys_of(u.id).await.unwrap(),
+            vec![k2.clone(), k1.clone()],
+            "oldest first"
+        );
+        assert!(store
+            .update_passkey_use(u.id, "k1", "{\"counter\":7}", at(100))
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .update_passkey_use(v.id, "k1", "{\"counter\":8}", at(101))
+                .await
+                .unwrap(),
+            "another user's passkey"
+        );
+        assert!(!store
+            .update_passkey_use(u.id, "nope", "{}", at(101))
+            .await
+            .unwrap());
+        let got = store.passkey("k1").await.unwrap().unwrap();
+        assert_eq!(got.passkey, "{\"counter\":7}");
+        assert_eq!(got.last_used_at, Some(at(100)));
+        assert_eq!(got.created_at, at(5));
+        assert!(!store.delete_passkey(v.id, "k1").await.unwrap());
+        assert!(store.delete_passkey(u.id, "k1").await.unwrap());
+        assert!(!store.delete_passkey(u.id, "k1").await.unwrap());
+        assert_eq!(store.passkeys_of(u.id).await.unwrap(), vec![k2]);
+        assert_eq!(store.passkeys_of(v.id).await.unwrap().len(), 1);
+    }
+
+    fn state(kind: MfaStateKind, id: &str, user: Option<UserId>, expires: u64) -> MfaState {
+        MfaState {
+            kind,
+            id: rid(id),
+            user_id: user,
+            payload: format!("payload of {id}").into_bytes(),
+            expires_at: at(expires),
+            failures: 0,
+        }
+    }
+
+    /// One-time state: taken once, on whichever node; bound to its kind; expired state is
+    /// never returned; peeking does not use it.
+    pub(crate) async fn mfa_state_take_once_across_handles(cx: Ctx) {
+        let a = &*cx.store;
+        let node_b = tessera_store::open(&cx.url).await.unwrap();
+        let b = &*node_b;
+        let u = stored_user(a, "alice").await;
+        let login = MfaStateKind::MfaLogin;
+        let s1 = state(login, "t1", Some(u.id), 300);
+        a.put_mfa_state(&s1).await.unwrap();
+        assert!(matches!(
+            a.put_mfa_state(&s1).await,
+            Err(StoreError::Conflict)
+        ));
+        // Peeking, from either node, leaves it in place.
+        assert_eq!(
+            b.peek_mfa_state(login, &rid("t1"), at(10)).await.unwrap(),
+            Some(s1.clone())
+        );
+        assert_eq!(
+            a.peek_mfa_state(login, &rid("t1"), at(10)).await.unwrap(),
+            Some(s1.clone())
+        );
+        // Another kind does not see it (and does not consume it).
+        let reg = MfaStateKind::PasskeyRegistration;
+        assert_eq!(
+            b.take_mfa_state(reg, &rid("t1"), at(10)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            b.peek_mfa_state(reg, &rid("t1"), at(10)).await.unwrap(),
+            None
+        );
+        // Taken on node B: gone for node A.
+        assert_eq!(
+            b.take_mfa_state(login, &rid("t1"), at(10)).await.unwrap(),
+            Some(s1)
+        );
+        assert_eq!(
+            a.take_mfa_state(login, &rid("t1"), at(11)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            a.peek_mfa_state(login, &rid("t1"), at(11)).await.unwrap(),
+            None
+        );
+        // State without a user (discoverable-credential login) round-trips.
+        let auth = MfaStateKind::PasskeyAuthentication;
+        let s2 = state(auth, "c2", None, 300);
+        b.put_mfa_state(&s2).await.unwrap();
+        assert_eq!(
+            a.take_mfa_state(auth, &rid("c2"), at(300)).await.unwrap(),
+            Some(s2),
+            "inclusive"
+        );
+        // Expired: neither peeked nor taken, even before a purge.
+        a.put_mfa_state(&state(login, "t3", Some(u.id), 300))
+            .await
+            .unwrap();
+        assert_eq!(
+            a.peek_mfa_state(login, &rid("t3"), at(301)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            b.take_mfa_state(login, &rid("t3"), at(301)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            a.take_mfa_state(login, &rid("t3"), at(0)).await.unwrap(),
+            None,
+            "deleted"
+        );
+    }
+
+    /// One state taken many times at once from two handles: exactly one take gets it.
+    pub(crate) async fn mfa_state_concurrent_takes(cx: Ctx) {
+        let other: Arc<dyn Store> = tessera_store::open(&cx.url).await.unwrap();
+        let u = stored_user(&*cx.store, "alice").await;
+        for round in 0..5 {
+            let name = format!("race-{round}");
+            let s = state(MfaStateKind::MfaLogin, &name, Some(u.id), 300);
+            cx.store.put_mfa_state(&s).await.unwrap();
+            let tasks: Vec<_> = (0..16)
+                .map(|i| {
+                    let st = if i % 2 == 0 {
+                        Arc::clone(&cx.store)
+                    } else {
+                        Arc::clone(&other)
+                    };
+                    let id = s.id;
+                    tokio::spawn(async move {
+                        st.take_mfa_state(MfaStateKind::MfaLogin, &id, at(1))
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut got = Vec::new();
+            for t in tasks {
+                got.extend(t.await.unwrap());
+            }
+            assert_eq!(got, vec![s], "round {round}");
+        }
+    }
+
+    /// Wrong codes count against a state until the limit deletes it; purge_expired
+    /// removes expired state and only that.
+    pub(crate) async fn mfa_state_failures_and_purge(cx: Ctx) {
+        let store = &*cx.store;
+        let node_b = tessera_store::open(&cx.url).await.unwrap();
+        let u = stored_user(store, "alice").await;
+        let login = MfaStateKind::MfaLogin;
+        store
+            .put_mfa_state(&state(login, "t", Some(u.id), 300))
+            .await
+            .unwrap();
+        for n in 1..5 {
+            let via: &dyn Store = if n % 2 == 0 { store } else { &*node_b };
+            assert_eq!(
+                via.record_mfa_state_failure(login, &rid("t"), 5)
+                    .await
+                    .unwrap(),
+                n
+            );
+        }
+        let live = store
+            .peek_mfa_state(login, &rid("t"), at(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(live.failures, 4);
+        assert_eq!(
+            store
+                .record_mfa_state_failure(login, &rid("t"), 5)
+                .await
+                .unwrap(),
+            5
+        );
+        assert_eq!(
+            store.peek_mfa_state(login, &rid("t"), at(1)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.take_mfa_state(login, &rid("t"), at(1)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .record_mfa_state_failure(login, &rid("t"), 5)
+                .await
+                .unwrap(),
+            0
+        );
+        // Purge: expired state goes, live state stays.
+        store
+            .put_mfa_state(&state(login, "old", Some(u.id), 100))
+            .await
+            .unwrap();
+        store
+            .put_mfa_state(&state(login, "new", Some(u.id), 400))
+            .await
+            .unwrap();
+        store
+            .put_mfa_state(&state(
+                MfaStateKind::PasskeyAuthentication,
+                "anon",
+                None,
+                100,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.purge_expired(at(100)).await.unwrap(),
+            0,
+            "live through its second"
+        );
+        assert_eq!(store.purge_expired(at(101)).await.unwrap(), 2);
+        assert_eq!(store.purge_expired(at(101)).await.unwrap(), 0);
+        assert!(store
+            .peek_mfa_state(login, &rid("new"), at(101))
+            .await
+            .unwrap()
+            .is_some());
     }
 }
