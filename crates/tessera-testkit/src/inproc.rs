@@ -158,15 +158,7 @@ impl Builder {
             .unwrap_or_else(|| base_url.clone());
         // As the binary does: the public origin's host is a name of the self-signed
         // certificate too.
-        let origin_host = public_origin
-            .split_once("://")
-            .map(|(_, rest)| {
-                rest.rsplit_once(':')
-                    .map_or(rest, |(h, _)| h)
-                    .trim_matches(['[', ']'])
-                    .to_owned()
-            })
-            .unwrap_or_default();
+        let origin_host = tessera_server::http::tls::origin_host(&public_origin);
         let tls =
             tessera_server::http::tls::server_config(&config.tls, &config.data_dir, &[origin_host])
                 .map_err(|e| e.to_string())?;

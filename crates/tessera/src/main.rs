@@ -377,15 +377,7 @@ async fn serve(
         .public_origin
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
-    let origin_host = public_origin
-        .split_once("://")
-        .map(|(_, rest)| {
-            rest.rsplit_once(':')
-                .map_or(rest, |(h, _)| h)
-                .trim_matches(['[', ']'])
-                .to_owned()
-        })
-        .unwrap_or_default();
+    let origin_host = tessera_server::http::tls::origin_host(&public_origin);
     let tls =
         tessera_server::http::tls::server_config(&config.tls, &config.data_dir, &[origin_host])
             .map_err(|m| Failure {

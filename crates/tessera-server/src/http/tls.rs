@@ -131,3 +131,31 @@ pub fn ensure_self_signed(
         .map_err(file_error("data_dir", &key_path))?;
     Ok((cert_path, key_path))
 }
+
+/// The host of `origin` (`scheme://host[:port]`), without an IPv6 literal's brackets: the
+/// name a self-signed certificate must carry besides localhost. Empty without one.
+pub fn origin_host(origin: &str) -> String {
+    origin
+        .parse::<axum::http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_host;
+
+    #[test]
+    fn origin_hosts() {
+        assert_eq!(origin_host("https://app.example.com"), "app.example.com");
+        assert_eq!(
+            origin_host("https://app.example.com:8443"),
+            "app.example.com"
+        );
+        assert_eq!(origin_host("https://127.0.0.1:3000"), "127.0.0.1");
+        assert_eq!(origin_host("https://[::1]:3000"), "::1");
+        assert_eq!(origin_host("https://[::1]"), "::1");
+        assert_eq!(origin_host("not an origin"), "");
+    }
+}
