@@ -156,9 +156,12 @@ async fn max_age_schedules_refresh_and_failures_keep_the_keys() {
     endpoint.failing.store(true, Ordering::SeqCst);
     skip_tokio_time(Duration::from_secs(5)).await;
     assert!(jwks.verify_token(&token_a).await.is_ok());
-    // No fetch may follow: give one a moment to show (a wait for something that must
-    // not happen cannot be an `until`).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No fetch may follow: watch the endpoint for a moment.
+    let refetched = until(Duration::from_millis(300), async || {
+        endpoint.hits.load(Ordering::SeqCst) > 1
+    })
+    .await;
+    assert!(refetched.is_none(), "refetched before the clamped max-age");
     assert_eq!(endpoint.hits.load(Ordering::SeqCst), 1);
 
     // After it, a verification schedules a background refresh; it fails, the keys stay.

@@ -1153,8 +1153,12 @@ async fn rfc8725_3_10_header_parameters_are_never_trusted() {
         assert_refused(&t.server, &token, &format!("real key, header with {extra}")).await;
     }
 
-    // Give any fetch a moment to show up: none may.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Watch the key server for a moment: no fetch may show up.
+    let fetched = tessera_testkit::until(Duration::from_millis(300), async || {
+        hits.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    assert!(fetched.is_none(), "a fetch reached the key server");
     assert_eq!(
         hits.load(Ordering::SeqCst),
         0,
